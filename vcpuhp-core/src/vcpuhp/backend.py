@@ -1,0 +1,157 @@
+"""The accelerator backend contract.
+
+Terms (DESIGN §2-3): a *slot* is a possible CPU; a backend *vCPU* is the
+accelerator object that executes a slot (a KVM vCPU fd, a Unicorn engine, or
+nothing at all); *realized* means the vCPU has its host resources (thread,
+registers reset) and belongs to an enabled CPU; *parked* means it was created
+but belongs to no enabled CPU.
+
+The machine calls a backend in this order::
+
+    attach(machine)
+    create_vcpu(slot)            every possible slot at realize if parks_vcpus,
+                                 else on each plug
+    realize_vcpu(vcpu)           cold-booted CPUs at realize, others on plug
+    power_on(vcpu, entry, args)  boot CPU at realize, others on PSCI CPU_ON
+    power_off(vcpu)              PSCI CPU_OFF (from that vCPU), reset
+    unrealize_vcpu(vcpu)         on eject
+    destroy_vcpu(vcpu)           on eject, only when not parks_vcpus
+    close()                      machine shutdown
+
+Each method either succeeds fully or raises :class:`~vcpuhp.errors.BackendError`
+having undone its own partial work; the machine then undoes its side, so a
+failed plug leaves the machine exactly as it was.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from vcpuhp.topology import CpuSlot
+
+if TYPE_CHECKING:
+    from vcpuhp.machine import VirtMachine
+
+
+@dataclass(frozen=True)
+class BackendCapabilities:
+    """What a backend can do; tests and the machine check these, never backend names."""
+
+    executes_guest_code: bool
+    """vCPUs run real guest instructions (a kernel image is loaded)."""
+    parks_vcpus: bool
+    """Every possible vCPU is created at realize and parked when not enabled."""
+    can_snapshot: bool = False
+    """Backend vCPU state can be saved and restored."""
+
+    def as_dict(self) -> dict[str, bool]:
+        """The flags by name."""
+        return {
+            "executes_guest_code": self.executes_guest_code,
+            "parks_vcpus": self.parks_vcpus,
+            "can_snapshot": self.can_snapshot,
+        }
+
+
+@dataclass(frozen=True)
+class Viability:
+    """Whether a backend can work on this host, and if not, why."""
+
+    viable: bool
+    reason: str = ""
+
+    @classmethod
+    def ok(cls) -> Viability:
+        """A backend that works here."""
+        return cls(True, "")
+
+    @classmethod
+    def no(cls, reason: str) -> Viability:
+        """A backend that is installed but cannot work here, because of ``reason``."""
+        return cls(False, reason)
+
+
+class BackendVcpu:
+    """The backend's object for one slot. Backends subclass it to hold their state."""
+
+    def __init__(self, slot: CpuSlot) -> None:
+        self.slot = slot
+        self.realized = False
+
+    def __repr__(self) -> str:
+        state = "realized" if self.realized else "unrealized"
+        return f"<{type(self).__name__} cpu {self.slot.index} arch-id {self.slot.arch_id:#x} {state}>"
+
+
+class AcceleratorBackend(ABC):
+    """Base class of every accelerator backend.
+
+    A subclass sets :attr:`name` (the entry-point name users select it by),
+    :attr:`capabilities` and :attr:`distribution`, and implements the abstract
+    methods. Register it under the ``vcpuhp.backends`` entry-point group, or
+    return it from the :func:`~vcpuhp.hookspec.vcpuhp_register_backends` hook.
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[BackendCapabilities]
+    distribution: ClassVar[str] = ""
+    """The PyPI distribution that provides it (used in install hints)."""
+
+    def __init__(self, options: Mapping[str, str] | None = None) -> None:
+        self.options = dict(options or {})
+        self.machine: VirtMachine | None = None
+
+    @classmethod
+    def viability(cls) -> Viability:
+        """Whether the backend can work on this host; the default says it can."""
+        return Viability.ok()
+
+    def attach(self, machine: VirtMachine) -> None:
+        """Called once at the start of machine realize, before any vCPU exists."""
+        self.machine = machine
+
+    @abstractmethod
+    def create_vcpu(self, slot: CpuSlot) -> BackendVcpu:
+        """Create the accelerator vCPU of ``slot`` (no host thread yet)."""
+
+    @abstractmethod
+    def realize_vcpu(self, vcpu: BackendVcpu) -> None:
+        """Give ``vcpu`` its host resources; on return it is reset and powered off."""
+
+    @abstractmethod
+    def unrealize_vcpu(self, vcpu: BackendVcpu) -> None:
+        """Release ``vcpu``'s host resources (join its thread); it stays creatable."""
+
+    def destroy_vcpu(self, vcpu: BackendVcpu) -> None:
+        """Free an unrealized ``vcpu`` (non-parking backends only)."""
+
+    @abstractmethod
+    def power_on(self, vcpu: BackendVcpu, entry_point: int, args: Sequence[int]) -> None:
+        """Start ``vcpu`` at ``entry_point`` with ``args`` in x0, x1, ...
+
+        The backend calls :meth:`VirtMachine.vcpu_started` once the vCPU really
+        runs (from any thread, possibly before this method returns).
+        """
+
+    @abstractmethod
+    def power_off(self, vcpu: BackendVcpu) -> None:
+        """Stop executing ``vcpu`` (PSCI CPU_OFF on itself, or reset). Never blocks on it."""
+
+    def kick(self, vcpu: BackendVcpu) -> None:
+        """An interrupt may now be pending for ``vcpu``: wake it if it waits (non-blocking)."""
+
+    def pause(self) -> None:
+        """Stop executing every vCPU until :meth:`resume` (QMP ``stop``)."""
+
+    def resume(self) -> None:
+        """Continue after :meth:`pause` (QMP ``cont``)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Resource counts (threads, engines, contexts ...) for queries and tests."""
+        return {}
+
+    def close(self) -> None:
+        """Release everything; called once at machine shutdown."""

@@ -1,0 +1,706 @@
+"""The ``virt`` machine with hot-pluggable vCPUs: vcpuhp's stable front.
+
+Build it from a :class:`~vcpuhp.config.MachineConfig`, :meth:`VirtMachine.realize`
+it, then plug and unplug CPUs with :meth:`~VirtMachine.device_add` /
+:meth:`~VirtMachine.device_del`, query it, subscribe to its
+:attr:`~VirtMachine.events`, and :meth:`~VirtMachine.shutdown` it. The QMP
+server, the CLI monitor and the null backend's test protocol are thin layers
+on these methods.
+
+Every public method takes the machine lock; every refused request raises a
+:class:`~vcpuhp.errors.VcpuhpError` and leaves the machine as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+
+from enum import Enum
+from typing import Any, Final
+
+from vcpuhp import events as ev
+from vcpuhp import memmap
+from vcpuhp.backend import AcceleratorBackend, BackendVcpu
+from vcpuhp.config import CPU_MODELS, MachineConfig, cpu_qom_type
+from vcpuhp.devices import GED_EVENT_CPU_HOTPLUG, AcpiGed, CpuHotplugRegisters, Pl011
+from vcpuhp.devices.ged import GED_EVENT_POWER_DOWN
+from vcpuhp.errors import (
+    BackendError,
+    ConfigError,
+    DeviceError,
+    DeviceNotFound,
+    GuestError,
+    PolicyRefused,
+    StateError,
+    VcpuhpError,
+)
+from vcpuhp.gic import Gicv3
+from vcpuhp.masks import CpuMasks
+from vcpuhp.memory import GuestMemory
+from vcpuhp.parking import ParkedVcpus
+from vcpuhp.plugins import PluginManager
+from vcpuhp.psci import (
+    IMPLEMENTED,
+    MIGRATE_INFO_TYPE_NOT_NEEDED,
+    PSCI_VERSION_1_1,
+    AffinityState,
+    PsciFunction,
+    PsciReturn,
+    target_affinity,
+)
+from vcpuhp.topology import Topology
+from vcpuhp.vcpu import Vcpu, VcpuState
+
+_log = logging.getLogger(__name__)
+_ID_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
+_CPU_PROPS: Final = ("socket-id", "cluster-id", "core-id", "thread-id")
+OST_EVENT_EJECT_REQUEST: Final = 0x03
+OST_STATUS_SUCCESS: Final = 0x00
+OST_STATUS_IN_PROGRESS: Final = 0x80
+
+
+class RunState(Enum):
+    """QMP ``RunState`` values the machine can be in."""
+
+    PRELAUNCH = "prelaunch"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SHUTDOWN = "shutdown"
+
+
+class VirtMachine:
+    """An ARM64 ``virt`` machine whose vCPUs can be plugged and unplugged."""
+
+    def __init__(
+        self,
+        config: MachineConfig,
+        *,
+        backend: AcceleratorBackend | None = None,
+        plugins: PluginManager | None = None,
+    ) -> None:
+        self.config = config
+        self.plugins = plugins if plugins is not None else PluginManager()
+        self.backend = backend if backend is not None else self.plugins.backends.create(
+            config.accel, dict(config.backend_options)
+        )
+        self.topology = Topology(config.smp)
+        self.events = ev.EventBus()
+        self.vcpus: tuple[Vcpu, ...] = tuple(
+            Vcpu(slot, cold_booted=self.topology.is_cold_booted(slot))
+            for slot in self.topology.slots
+        )
+        self.gic = Gicv3(self.topology.slots, signal=self._interrupt_signal,
+                         report=self._guest_error)
+        self.ged = AcpiGed(lambda: self.gic.set_spi(memmap.ACPI_GED_SPI), self._guest_error)
+        self.cpu_hotplug = CpuHotplugRegisters(self.vcpus, self)
+        self.uart = Pl011(self._console_line)
+        self.parked = ParkedVcpus()
+        self.memory: GuestMemory | None = None
+        self.run_state = RunState.PRELAUNCH
+        self.rsdp_address = 0
+        self.acpi_tables: Any = None
+        self.entry_point = 0
+        self.console: list[str] = []
+        self._lock = threading.RLock()
+        self._mmio: list[tuple[memmap.Region, Any]] = [
+            (memmap.CPU_HOTPLUG, self.cpu_hotplug),
+            (memmap.ACPI_GED, self.ged),
+            (memmap.UART, self.uart),
+        ]
+
+    # -- life cycle -----------------------------------------------------------------
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The machine lock (held by every public method)."""
+        return self._lock
+
+    def realize(self) -> None:
+        """Create every vCPU, size the GIC, park, build the boot state, start the boot CPU."""
+        with self._lock:
+            if self.run_state is not RunState.PRELAUNCH:
+                raise StateError(f"machine is already realized ({self.run_state.value})")
+            self.memory = GuestMemory(self.config.memory_size)
+            self.backend.attach(self)
+            caps = self.backend.capabilities
+            try:
+                for vcpu in self.vcpus:
+                    if caps.parks_vcpus or vcpu.cold_booted:
+                        handle = self.backend.create_vcpu(vcpu.slot)
+                        if vcpu.cold_booted:
+                            self._realize(vcpu, handle)
+                        else:
+                            self.parked.park(handle)
+                if caps.executes_guest_code:
+                    self._load_boot_image()
+            except VcpuhpError:
+                self.backend.close()
+                raise
+            self.run_state = RunState.RUNNING
+            self._start_boot_cpu()
+            self.plugins.hook.vcpuhp_machine_realized(machine=self, backend=self.backend)
+
+    def _realize(self, vcpu: Vcpu, handle: BackendVcpu) -> None:
+        self.backend.realize_vcpu(handle)
+        handle.realized = True
+        vcpu.handle = handle
+        vcpu.advance("plug")
+        self.gic.set_accessible(vcpu.slot.index, True)
+
+    def _load_boot_image(self) -> None:
+        from vcpuhp import boot
+
+        assert self.memory is not None
+        image = boot.prepare(self)
+        self.entry_point = image.entry_point
+        self.rsdp_address = image.rsdp_address
+        self.acpi_tables = image.tables
+
+    def _start_boot_cpu(self) -> None:
+        boot_cpu = self.vcpus[0]
+        boot_cpu.entry_point = self.entry_point
+        boot_cpu.advance("cpu_on")
+        self.backend.power_on(
+            boot_cpu.handle, self.entry_point, (memmap.CMDLINE_ADDR, self.rsdp_address)
+        )
+
+    def shutdown(self) -> None:
+        """Stop every vCPU and release the backend and RAM. Idempotent."""
+        with self._lock:
+            if self.run_state is RunState.SHUTDOWN and self.memory is None:
+                return
+            was_running = self.run_state is not RunState.PRELAUNCH
+            self.run_state = RunState.SHUTDOWN
+        if was_running:
+            for vcpu in self.vcpus:
+                if vcpu.handle is not None and vcpu.state in (VcpuState.ONLINE,
+                                                              VcpuState.ON_PENDING):
+                    self.backend.power_off(vcpu.handle)
+            for vcpu in self.vcpus:
+                if vcpu.handle is not None and vcpu.handle.realized:
+                    self.backend.unrealize_vcpu(vcpu.handle)
+                    vcpu.handle.realized = False
+            self.backend.close()
+        with self._lock:
+            if self.memory is not None:
+                self.memory.close()
+                self.memory = None
+
+    def __enter__(self) -> VirtMachine:
+        if self.run_state is RunState.PRELAUNCH:
+            self.realize()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def _require_running(self, what: str) -> None:
+        if self.run_state not in (RunState.RUNNING, RunState.PAUSED):
+            raise StateError(f"cannot {what}: machine is {self.run_state.value}")
+
+    def stop(self) -> None:
+        """Pause every vCPU (QMP ``stop``)."""
+        with self._lock:
+            self._require_running("stop")
+            if self.run_state is RunState.RUNNING:
+                self.backend.pause()
+                self.run_state = RunState.PAUSED
+                self.events.emit(ev.STOP)
+
+    def cont(self) -> None:
+        """Resume after :meth:`stop` (QMP ``cont``)."""
+        with self._lock:
+            self._require_running("cont")
+            if self.run_state is RunState.PAUSED:
+                self.backend.resume()
+                self.run_state = RunState.RUNNING
+                self.events.emit(ev.RESUME)
+
+    def system_powerdown(self) -> None:
+        """Ask the guest to power down (GED power-button event)."""
+        with self._lock:
+            self._require_running("power down")
+            self.ged.signal(GED_EVENT_POWER_DOWN)
+
+    # -- hotplug ---------------------------------------------------------------------------
+
+    def device_add(self, driver: str, id: str | None = None, **props: Any) -> Vcpu:  # noqa: A002
+        """Plug a CPU: ``device_add <driver>,id=<id>,core-id=N``.
+
+        Validates everything first (driver, id, slot, policy), then unparks or
+        creates the backend vCPU, realizes it powered off, wires its GIC
+        interface, sets ``_STA.Enabled`` with an insert event and raises the
+        GED CPU hotplug interrupt. The guest then onlines it with ``CPU_ON``.
+        """
+        with self._lock:
+            self._require_running("device_add")
+            self._check_driver(driver)
+            device_id = self._check_new_id(id)
+            unknown = sorted(set(props) - set(_CPU_PROPS))
+            if unknown:
+                raise DeviceError(
+                    f"Property '{driver}.{unknown[0]}' not found; CPU properties are "
+                    f"{', '.join(_CPU_PROPS)}"
+                )
+            slot = self.topology.find_slot(props)
+            vcpu = self.vcpus[slot.index]
+            if vcpu.enabled:
+                owner = vcpu.device_id or vcpu.qom_path
+                raise DeviceError(
+                    f"CPU slot {_describe(slot.props())} is already plugged (by {owner!r})"
+                )
+            reason = self.plugins.hook.vcpuhp_device_add_allowed(
+                machine=self, slot=slot, driver=driver, device_id=device_id
+            )
+            if reason is not None:
+                raise PolicyRefused(f"device_add refused by policy: {reason}")
+            handle = self._take_backend_vcpu(vcpu)
+            try:
+                self._realize(vcpu, handle)
+            except BaseException:
+                self._return_backend_vcpu(handle)
+                raise
+            vcpu.device_id = device_id
+            vcpu.insert_pending = True
+            vcpu.ost_event = vcpu.ost_status = 0
+            self.ged.signal(GED_EVENT_CPU_HOTPLUG)
+            self.events.emit(ev.CPU_PLUGGED, device=device_id, path=vcpu.qom_path,
+                             cpu_index=slot.index, arch_id=slot.arch_id)
+            self.plugins.hook.vcpuhp_cpu_plugged(machine=self, vcpu=vcpu)
+            return vcpu
+
+    def _check_driver(self, driver: str) -> None:
+        valid = [cpu_qom_type(model) for model in CPU_MODELS]
+        if driver not in valid:
+            raise DeviceError(
+                f"'{driver}' is not a valid CPU device model name; valid: {', '.join(valid)}"
+            )
+        if driver != self.config.cpu_type:
+            raise DeviceError(
+                f"CPU type '{driver}' does not match this machine's CPUs "
+                f"('{self.config.cpu_type}'): a hot-plugged CPU must have the same features"
+            )
+
+    def _check_new_id(self, device_id: str | None) -> str:
+        if device_id is None or device_id == "":
+            raise DeviceError("device_add of a CPU needs an 'id' so it can be removed later")
+        if not isinstance(device_id, str) or not _ID_RE.match(device_id):
+            raise DeviceError(
+                f"Parameter 'id' expects an identifier (a letter, then letters, digits, "
+                f"'-', '.', '_'), not {device_id!r}"
+            )
+        for vcpu in self.vcpus:
+            if vcpu.device_id == device_id:
+                raise DeviceError(f"Duplicate device ID '{device_id}' for device")
+        return device_id
+
+    def _take_backend_vcpu(self, vcpu: Vcpu) -> BackendVcpu:
+        if self.backend.capabilities.parks_vcpus:
+            return self.parked.unpark(vcpu.slot.arch_id)
+        return self.backend.create_vcpu(vcpu.slot)
+
+    def _return_backend_vcpu(self, handle: BackendVcpu) -> None:
+        if self.backend.capabilities.parks_vcpus:
+            self.parked.park(handle)
+        else:
+            self.backend.destroy_vcpu(handle)
+
+    def find_device(self, device_id: str) -> Vcpu:
+        """The CPU whose ``id`` (or QOM path) is ``device_id``."""
+        for vcpu in self.vcpus:
+            if vcpu.enabled and device_id in (vcpu.device_id, vcpu.qom_path):
+                return vcpu
+        raise DeviceNotFound(f"Device '{device_id}' not found")
+
+    def device_del(self, id: str) -> Vcpu:  # noqa: A002
+        """Request removal of a plugged CPU (QMP ``device_del``).
+
+        Only *requests*: sets the remove event and raises the GED interrupt.
+        Completion is the ``DEVICE_DELETED`` event after the guest has taken
+        the CPU offline and ejected it.
+        """
+        with self._lock:
+            self._require_running("device_del")
+            vcpu = self.find_device(id)
+            if vcpu.cold_booted and not self.config.allow_cold_unplug:
+                raise PolicyRefused(
+                    f"CPU {vcpu.slot.index} ({id}) was enabled at boot; unplugging cold-booted "
+                    "CPUs is disabled (policy allow_cold_unplug)"
+                )
+            if vcpu.remove_pending:
+                raise DeviceError(f"Device {id} is already in the process of unplug")
+            reason = self.plugins.hook.vcpuhp_device_del_allowed(machine=self, vcpu=vcpu)
+            if reason is not None:
+                raise PolicyRefused(f"device_del refused by policy: {reason}")
+            vcpu.remove_pending = True
+            self.ged.signal(GED_EVENT_CPU_HOTPLUG)
+            self.events.emit(ev.CPU_UNPLUG_REQUESTED, device=vcpu.device_id,
+                             path=vcpu.qom_path, cpu_index=vcpu.slot.index)
+            return vcpu
+
+    # -- HotplugController: called by the register block -----------------------------------
+
+    def eject(self, index: int) -> None:
+        """The guest ejected CPU ``index`` (``_EJ0``): disable, unrealize, park.
+
+        Refused (raising, nothing changed) when the CPU is not enabled, still
+        running, or a cold-booted CPU the policy keeps.
+        """
+        with self._lock:
+            vcpu = self.vcpus[index]
+            if not vcpu.enabled:
+                raise StateError(f"CPU {index} is not plugged")
+            if vcpu.cold_booted and not self.config.allow_cold_unplug:
+                raise PolicyRefused(f"CPU {index} was enabled at boot and cannot be ejected")
+            if vcpu.state is not VcpuState.POWERED_OFF:
+                raise StateError(
+                    f"CPU {index} is {vcpu.state.value}; the guest must CPU_OFF it before eject"
+                )
+            handle = vcpu.handle
+            assert handle is not None
+            self.backend.unrealize_vcpu(handle)
+            handle.realized = False
+            self.gic.set_accessible(index, False)
+            vcpu.advance("eject")
+            vcpu.handle = None
+            self._return_backend_vcpu(handle)
+            device_id, path = vcpu.device_id, vcpu.qom_path
+            vcpu.device_id = None
+            vcpu.insert_pending = vcpu.remove_pending = vcpu.fw_remove = False
+            self.events.emit(ev.DEVICE_DELETED, device=device_id, path=path, cpu_index=index)
+            self.plugins.hook.vcpuhp_cpu_unplugged(machine=self, vcpu=vcpu, device_id=device_id)
+
+    def ost(self, index: int, event: int, status: int) -> None:
+        """The guest's ``_OST`` report for CPU ``index``."""
+        vcpu = self.vcpus[index]
+        info = {
+            "device": vcpu.device_id,
+            "slot": str(index),
+            "slot-type": "CPU",
+            "source": event,
+            "status": status,
+        }
+        self.events.emit(ev.ACPI_DEVICE_OST, info=info)
+        self.plugins.hook.vcpuhp_acpi_ost(machine=self, vcpu=vcpu, event=event, status=status)
+        if (event == OST_EVENT_EJECT_REQUEST and vcpu.remove_pending
+                and status not in (OST_STATUS_SUCCESS, OST_STATUS_IN_PROGRESS)):
+            vcpu.remove_pending = False
+            self.events.emit(ev.DEVICE_UNPLUG_GUEST_ERROR, device=vcpu.device_id,
+                             path=vcpu.qom_path)
+
+    def guest_error(self, message: str) -> None:
+        """Record something invalid the guest did (nothing was changed)."""
+        self._guest_error(message)
+
+    def _guest_error(self, message: str) -> None:
+        _log.warning("guest error: %s", message)
+        self.events.emit(ev.GUEST_ERROR, message=message)
+
+    # -- PSCI: the firmware ------------------------------------------------------------------
+
+    def psci_call(self, caller: int, function_id: int, *args: int) -> int:
+        """Handle a PSCI call made by CPU ``caller``; returns the signed x0 value.
+
+        Raises :class:`GuestError` only when the caller itself cannot make
+        calls (unknown or not running); every bad argument is a PSCI return code.
+        """
+        with self._lock:
+            if not 0 <= caller < len(self.vcpus):
+                raise GuestError(f"CPU {caller} does not exist (0-{len(self.vcpus) - 1})")
+            source = self.vcpus[caller]
+            if source.state is not VcpuState.ONLINE:
+                raise GuestError(
+                    f"CPU {caller} is {source.state.value}: only a running CPU can call PSCI"
+                )
+            a = [*args, 0, 0, 0][:3]
+            fid = function_id & 0xFFFF_FFFF
+            if fid == PsciFunction.PSCI_VERSION:
+                return PSCI_VERSION_1_1
+            if fid in (PsciFunction.CPU_ON, PsciFunction.CPU_ON_64):
+                return self._cpu_on(source, fid, a[0], a[1], a[2])
+            if fid == PsciFunction.CPU_OFF:
+                return self._cpu_off(source)
+            if fid in (PsciFunction.AFFINITY_INFO, PsciFunction.AFFINITY_INFO_64):
+                return self._affinity_info(fid, a[0], a[1])
+            if fid == PsciFunction.MIGRATE_INFO_TYPE:
+                return MIGRATE_INFO_TYPE_NOT_NEEDED
+            if fid == PsciFunction.PSCI_FEATURES:
+                return PsciReturn.SUCCESS if a[0] & 0xFFFF_FFFF in IMPLEMENTED else \
+                    PsciReturn.NOT_SUPPORTED
+            if fid == PsciFunction.SYSTEM_OFF:
+                self._system_off()
+                return PsciReturn.SUCCESS
+            if fid == PsciFunction.SYSTEM_RESET:
+                self._system_reset()
+                return PsciReturn.SUCCESS
+            return PsciReturn.NOT_SUPPORTED
+
+    def _cpu_on(self, caller: Vcpu, fid: int, mpidr: int, entry: int, context: int) -> int:
+        affinity = target_affinity(fid, mpidr)
+        slot = self.topology.by_arch_id(affinity) if affinity is not None else None
+        if slot is None:
+            return PsciReturn.INVALID_PARAMETERS
+        target = self.vcpus[slot.index]
+        if not target.enabled:
+            return PsciReturn.DENIED
+        if target.state is VcpuState.ONLINE:
+            return PsciReturn.ALREADY_ON
+        if target.state is VcpuState.ON_PENDING:
+            return PsciReturn.ON_PENDING
+        assert self.memory is not None
+        if entry % 4 or not self.memory.contains(entry, 4):
+            return PsciReturn.INVALID_ADDRESS
+        reason = self.plugins.hook.vcpuhp_cpu_on_allowed(
+            machine=self, caller=caller, target=target, entry_point=entry, context_id=context
+        )
+        if reason is not None:
+            _log.info("CPU_ON of CPU %d denied by policy: %s", slot.index, reason)
+            return PsciReturn.DENIED
+        target.advance("cpu_on")
+        target.entry_point, target.context_id = entry, context
+        try:
+            self.backend.power_on(target.handle, entry, (context,))
+        except BackendError:
+            _log.exception("backend failed to power on CPU %d", slot.index)
+            target.state = VcpuState.POWERED_OFF
+            return PsciReturn.INTERNAL_FAILURE
+        return PsciReturn.SUCCESS
+
+    def vcpu_started(self, index: int) -> None:
+        """Backends call this when a powered-on vCPU begins executing."""
+        with self._lock:
+            vcpu = self.vcpus[index]
+            if vcpu.state is not VcpuState.ON_PENDING:
+                return
+            vcpu.advance("started")
+            self.events.emit(ev.CPU_POWERED_ON, cpu_index=index, device=vcpu.device_id)
+            self.plugins.hook.vcpuhp_cpu_powered_on(machine=self, vcpu=vcpu)
+
+    def _cpu_off(self, caller: Vcpu) -> int:
+        if caller.slot.index == 0 and not any(
+            v.online for v in self.vcpus if v is not caller
+        ):
+            return PsciReturn.DENIED
+        caller.advance("cpu_off")
+        self.backend.power_off(caller.handle)
+        self.events.emit(ev.CPU_POWERED_OFF, cpu_index=caller.slot.index,
+                         device=caller.device_id)
+        self.plugins.hook.vcpuhp_cpu_powered_off(machine=self, vcpu=caller)
+        return PsciReturn.SUCCESS
+
+    def _affinity_info(self, fid: int, mpidr: int, level: int) -> int:
+        affinity = target_affinity(fid, mpidr)
+        slot = self.topology.by_arch_id(affinity) if affinity is not None else None
+        if slot is None or level != 0:
+            return PsciReturn.INVALID_PARAMETERS
+        state = self.vcpus[slot.index].state
+        if state is VcpuState.ONLINE:
+            return AffinityState.ON
+        if state is VcpuState.ON_PENDING:
+            return AffinityState.ON_PENDING
+        return AffinityState.OFF
+
+    def _system_off(self) -> None:
+        self.run_state = RunState.SHUTDOWN
+        self.events.emit(ev.SHUTDOWN, guest=True, reason="guest-shutdown")
+        for vcpu in self.vcpus:
+            if vcpu.handle is not None and vcpu.state in (VcpuState.ONLINE,
+                                                          VcpuState.ON_PENDING):
+                self.backend.power_off(vcpu.handle)
+
+    def _system_reset(self) -> None:
+        for vcpu in self.vcpus:
+            if vcpu.state in (VcpuState.ONLINE, VcpuState.ON_PENDING):
+                self.backend.power_off(vcpu.handle)
+            if vcpu.enabled:
+                vcpu.advance("reset")
+        self.events.emit(ev.RESET, guest=True, reason="guest-reset")
+        self._start_boot_cpu()
+
+    # -- guest accesses (executing backends and the null test driver) --------------------------
+
+    def mmio_read(self, addr: int, size: int, cpu: int | None = None) -> int:
+        """A guest read of ``size`` (1, 2, 4, 8) bytes at guest-physical ``addr``."""
+        self._check_size(size)
+        if self.gic.owns(addr):
+            return self.gic.mmio_read(addr, size)
+        with self._lock:
+            device, offset = self._device_at(addr, size)
+            if device is None:
+                assert self.memory is not None
+                return self.memory.read_int(addr, size)
+            return int(device.read(offset, size))
+
+    def mmio_write(self, addr: int, size: int, value: int, cpu: int | None = None) -> None:
+        """A guest write of ``size`` bytes of ``value`` at guest-physical ``addr``."""
+        self._check_size(size)
+        if not 0 <= value < (1 << (8 * size)):
+            raise GuestError(f"value {value:#x} does not fit in {size} bytes")
+        if self.gic.owns(addr):
+            self.gic.mmio_write(addr, size, value)
+            return
+        with self._lock:
+            device, offset = self._device_at(addr, size)
+            if device is None:
+                assert self.memory is not None
+                self.memory.write_int(addr, size, value)
+                return
+            device.write(offset, size, value)
+
+    @staticmethod
+    def _check_size(size: int) -> None:
+        if size not in (1, 2, 4, 8):
+            raise GuestError(f"access size {size} is invalid; valid: 1, 2, 4, 8")
+
+    def _device_at(self, addr: int, size: int) -> tuple[Any, int]:
+        for region, device in self._mmio:
+            if region.base <= addr < region.end:
+                return device, addr - region.base
+        if self.memory is not None and self.memory.contains(addr, size):
+            return None, 0
+        raise GuestError(f"no device or RAM at {addr:#x} ({size} bytes)")
+
+    def sysreg_read(self, cpu: int, name: str) -> int:
+        """A read of GIC CPU interface register ``name`` by CPU ``cpu``."""
+        return self.gic.sysreg_read(cpu, name)
+
+    def sysreg_write(self, cpu: int, name: str, value: int) -> None:
+        """A write of GIC CPU interface register ``name`` by CPU ``cpu``."""
+        self.gic.sysreg_write(cpu, name, value)
+
+    def _interrupt_signal(self, index: int) -> None:
+        vcpu = self.vcpus[index]
+        if vcpu.handle is not None and vcpu.handle.realized:
+            self.backend.kick(vcpu.handle)
+        if self.gic.irq_pending(index):
+            self.events.emit(ev.INTERRUPT, cpu_index=index)
+
+    def _console_line(self, line: str) -> None:
+        self.console.append(line)
+        self.events.emit(ev.CONSOLE, line=line)
+
+    def vcpu_fault(self, index: int, error: BaseException) -> None:
+        """Backends call this when a vCPU stopped on an error (a bug in a hook, a guest fault)."""
+        with self._lock:
+            vcpu = self.vcpus[index]
+            message = f"CPU {index} stopped: {type(error).__name__}: {error}"
+            _log.error("%s", message)
+            if vcpu.state in (VcpuState.ONLINE, VcpuState.ON_PENDING):
+                vcpu.state = VcpuState.POWERED_OFF
+            self.events.emit(ev.VCPU_FAULT, cpu_index=index, message=message)
+
+    # -- queries ----------------------------------------------------------------------------------
+
+    def vcpu(self, index: int) -> Vcpu:
+        """The record of CPU ``index``."""
+        if not 0 <= index < len(self.vcpus):
+            raise DeviceError(f"CPU index {index} is out of range 0-{len(self.vcpus) - 1}")
+        return self.vcpus[index]
+
+    def cpu_masks(self) -> CpuMasks:
+        """possible / present / enabled / online, as the guest's sysfs would show them."""
+        with self._lock:
+            possible = frozenset(v.slot.index for v in self.vcpus)
+            return CpuMasks(
+                possible,
+                possible,
+                frozenset(v.slot.index for v in self.vcpus if v.enabled),
+                frozenset(v.slot.index for v in self.vcpus if v.online),
+            )
+
+    def query_hotpluggable_cpus(self) -> list[dict[str, Any]]:
+        """QMP ``query-hotpluggable-cpus``: every slot, ``qom-path`` only when plugged."""
+        with self._lock:
+            rows = []
+            for vcpu in reversed(self.vcpus):
+                row: dict[str, Any] = {
+                    "type": self.config.cpu_type,
+                    "vcpus-count": 1,
+                    "props": vcpu.slot.props(),
+                }
+                if vcpu.enabled:
+                    row["qom-path"] = vcpu.qom_path
+                rows.append(row)
+            return rows
+
+    def query_cpus_fast(self) -> list[dict[str, Any]]:
+        """QMP ``query-cpus-fast``: the enabled CPUs."""
+        with self._lock:
+            return [
+                {
+                    "cpu-index": v.slot.index,
+                    "qom-path": v.qom_path,
+                    "thread-id": self._thread_id(v),
+                    "props": v.slot.props(),
+                    "target": "aarch64",
+                    "arch-id": v.slot.arch_id,
+                    "state": v.state.value,
+                }
+                for v in self.vcpus if v.enabled
+            ]
+
+    def _thread_id(self, vcpu: Vcpu) -> int:
+        native = getattr(vcpu.handle, "thread_id", None)
+        return int(native) if native is not None else threading.get_native_id()
+
+    def query_acpi_ospm_status(self) -> list[dict[str, Any]]:
+        """QMP ``query-acpi-ospm-status``: the last ``_OST`` of each enabled CPU."""
+        with self._lock:
+            return [
+                {"device": v.device_id, "slot": str(v.slot.index), "slot-type": "CPU",
+                 "source": v.ost_event, "status": v.ost_status}
+                for v in self.vcpus if v.enabled
+            ]
+
+    def query_status(self) -> dict[str, Any]:
+        """QMP ``query-status``."""
+        return {"running": self.run_state is RunState.RUNNING, "singlestep": False,
+                "status": self.run_state.value}
+
+    def backend_stats(self) -> dict[str, Any]:
+        """The backend's resource counts plus the parked-vCPU count."""
+        with self._lock:
+            return {"parked": len(self.parked), **self.backend.stats()}
+
+    def snapshot(self) -> dict[str, Any]:
+        """All machine state, for exact before/after comparisons."""
+        with self._lock:
+            return {
+                "run_state": self.run_state.value,
+                "vcpus": [v.state_dict() for v in self.vcpus],
+                "handles": [id(v.handle) if v.handle is not None else None for v in self.vcpus],
+                "parked": {a: id(h) for a, h in self.parked.handles().items()},
+                "gic": self.gic.state(),
+                "ged": self.ged.state(),
+                "cpu_hotplug": self.cpu_hotplug.state(),
+            }
+
+    def snapshot_bytes(self) -> bytes:
+        """:meth:`snapshot` serialised canonically, to compare byte for byte."""
+        return json.dumps(self.snapshot(), sort_keys=True).encode()
+
+    def check_invariants(self) -> None:
+        """Raise :class:`AssertionError` if a life-cycle invariant does not hold."""
+        with self._lock:
+            realized = {v.slot.arch_id for v in self.vcpus if v.handle is not None}
+            for v in self.vcpus:
+                assert (v.handle is not None) == v.enabled, f"CPU {v.slot.index} handle/enabled"
+                assert not v.online or v.enabled, f"CPU {v.slot.index} online but not enabled"
+                assert self.gic.cpus[v.slot.index].accessible == v.enabled
+            if self.backend.capabilities.parks_vcpus and self.run_state is not RunState.PRELAUNCH:
+                parked = set(self.parked)
+                possible = {s.arch_id for s in self.topology.slots}
+                assert parked == possible - realized, "parked != possible - realized"
+                handles = [*self.parked.handles().values(),
+                           *(v.handle for v in self.vcpus if v.handle is not None)]
+                assert len({id(h) for h in handles}) == len(handles), "a handle appears twice"
+
+
+def _describe(props: dict[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in props.items())
+
+
+__all__ = ["RunState", "VirtMachine"]
