@@ -330,12 +330,12 @@ class VirtMachine:
                     f"CPU {vcpu.slot.index} ({id}) was enabled at boot; unplugging cold-booted "
                     "CPUs is disabled (policy allow_cold_unplug)"
                 )
-            if vcpu.remove_pending:
+            if vcpu.unplug_requested:
                 raise DeviceError(f"Device {id} is already in the process of unplug")
             reason = self.plugins.hook.vcpuhp_device_del_allowed(machine=self, vcpu=vcpu)
             if reason is not None:
                 raise PolicyRefused(f"device_del refused by policy: {reason}")
-            vcpu.remove_pending = True
+            vcpu.remove_pending = vcpu.unplug_requested = True
             self.ged.signal(GED_EVENT_CPU_HOTPLUG)
             self.events.emit(ev.CPU_UNPLUG_REQUESTED, device=vcpu.device_id,
                              path=vcpu.qom_path, cpu_index=vcpu.slot.index)
@@ -370,6 +370,7 @@ class VirtMachine:
             device_id, path = vcpu.device_id, vcpu.qom_path
             vcpu.device_id = None
             vcpu.insert_pending = vcpu.remove_pending = vcpu.fw_remove = False
+            vcpu.unplug_requested = False
             self.events.emit(ev.DEVICE_DELETED, device=device_id, path=path, cpu_index=index)
             self.plugins.hook.vcpuhp_cpu_unplugged(machine=self, vcpu=vcpu, device_id=device_id)
 
@@ -385,9 +386,9 @@ class VirtMachine:
         }
         self.events.emit(ev.ACPI_DEVICE_OST, info=info)
         self.plugins.hook.vcpuhp_acpi_ost(machine=self, vcpu=vcpu, event=event, status=status)
-        if (event == OST_EVENT_EJECT_REQUEST and vcpu.remove_pending
+        if (event == OST_EVENT_EJECT_REQUEST and vcpu.unplug_requested
                 and status not in (OST_STATUS_SUCCESS, OST_STATUS_IN_PROGRESS)):
-            vcpu.remove_pending = False
+            vcpu.unplug_requested = False
             self.events.emit(ev.DEVICE_UNPLUG_GUEST_ERROR, device=vcpu.device_id,
                              path=vcpu.qom_path)
 
@@ -480,10 +481,8 @@ class VirtMachine:
             self.plugins.hook.vcpuhp_cpu_powered_on(machine=self, vcpu=vcpu)
 
     def _cpu_off(self, caller: Vcpu) -> int:
-        if caller.slot.index == 0 and not any(
-            v.online for v in self.vcpus if v is not caller
-        ):
-            return PsciReturn.DENIED
+        if not any(v.online for v in self.vcpus if v is not caller):
+            return PsciReturn.DENIED  # the last running CPU keeps the machine alive
         caller.advance("cpu_off")
         self.backend.power_off(caller.handle)
         self.events.emit(ev.CPU_POWERED_OFF, cpu_index=caller.slot.index,

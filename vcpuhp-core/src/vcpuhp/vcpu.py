@@ -69,6 +69,8 @@ class Vcpu:
     """The ``id`` given to ``device_add`` (``None`` for cold-booted CPUs)."""
     insert_pending: bool = False
     remove_pending: bool = False
+    unplug_requested: bool = False
+    """``device_del`` asked for removal and the guest has neither ejected nor refused."""
     fw_remove: bool = False
     ost_event: int = 0
     ost_status: int = 0
@@ -106,6 +108,7 @@ class Vcpu:
             "device_id": self.device_id,
             "insert_pending": self.insert_pending,
             "remove_pending": self.remove_pending,
+            "unplug_requested": self.unplug_requested,
             "fw_remove": self.fw_remove,
             "ost_event": self.ost_event,
             "ost_status": self.ost_status,

@@ -16,6 +16,14 @@ from typing import Literal
 from vcpuhp import memmap
 from vcpuhp.devices import cpu_hotplug as reg
 from vcpuhp.devices.ged import GED_EVENT_CPU_HOTPLUG
+from vcpuhp.gic import (
+    GICD_CTLR,
+    GICD_IGROUPR,
+    GICD_IPRIORITYR,
+    GICD_IROUTER,
+    GICD_ISENABLER,
+    GICR_WAKER,
+)
 from vcpuhp.machine import VirtMachine
 from vcpuhp.psci import PsciFunction
 from vcpuhp_null.backend import NullBackend
@@ -160,6 +168,8 @@ class GuestDriver:
         for event in found:
             if event.kind == "insert":
                 result = self.cpu_on(event.index)
+                if result == 0 and self.machine.vcpus[event.index].online:
+                    self.init_gic(event.index)
                 self.ost(event.index, OST_DEVICE_CHECK, OST_SUCCESS if result == 0 else 1)
             else:
                 if self.machine.vcpus[event.index].online:
@@ -168,12 +178,41 @@ class GuestDriver:
                 self.ost(event.index, OST_EJECT_REQUEST, OST_SUCCESS)
         return found
 
+    def init_gic(self, cpu: int | None = None) -> None:
+        """Set up the GIC as the guest does: distributor on, the GED SPI routed to the
+        boot CPU, and ``cpu``'s redistributor and CPU interface enabled."""
+        index = self.boot_cpu if cpu is None else cpu
+        gicd = memmap.GICD.base
+        ged = memmap.spi_intid(memmap.ACPI_GED_SPI)
+        if index == self.boot_cpu:
+            self.write(gicd + GICD_CTLR, 4, 0x12)
+            self.write(gicd + GICD_IGROUPR + 4 * (ged // 32), 4, 1 << (ged % 32))
+            self.write(gicd + GICD_IPRIORITYR + ged, 1, 0x80)
+            route = self.machine.topology.slots[self.boot_cpu].arch_id
+            self.write(gicd + GICD_IROUTER + 8 * ged, 4, route & 0xFFFF_FFFF)
+            self.write(gicd + GICD_ISENABLER + 4 * (ged // 32), 4, 1 << (ged % 32))
+        rd_base = self.machine.gic.redistributor_base(index)
+        self.write(rd_base + GICR_WAKER, 4, 0)
+        self.machine.sysreg_write(index, "ICC_PMR_EL1", 0xF0)
+        self.machine.sysreg_write(index, "ICC_IGRPEN1_EL1", 1)
+
+    def take_interrupt(self, cpu: int | None = None) -> int:
+        """Acknowledge the highest-priority pending interrupt (``ICC_IAR1_EL1``)."""
+        return self.machine.sysreg_read(self.boot_cpu if cpu is None else cpu, "ICC_IAR1_EL1")
+
+    def end_interrupt(self, intid: int, cpu: int | None = None) -> None:
+        """Signal end of interrupt (``ICC_EOIR1_EL1``)."""
+        self.machine.sysreg_write(self.boot_cpu if cpu is None else cpu, "ICC_EOIR1_EL1", intid)
+
     def boot(self, maxcpus: int | None = None) -> None:
-        """Online the cold-booted CPUs up to ``maxcpus`` (the guest's ``maxcpus=``)."""
+        """Initialise the GIC and online the cold-booted CPUs up to ``maxcpus``
+        (the guest's ``maxcpus=``)."""
+        self.init_gic()
         limit = len(self.machine.topology.cold_booted) if maxcpus is None else maxcpus
         online = 1
         for slot in self.machine.topology.cold_booted[1:]:
             if online >= limit:
                 break
             self.cpu_on(slot.index)
+            self.init_gic(slot.index)
             online += 1

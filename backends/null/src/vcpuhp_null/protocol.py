@@ -1,0 +1,282 @@
+"""The null backend's qtest-style line protocol: a test driver plays the guest over a socket.
+
+One command per line, one reply line per command (``OK ...`` or ``ERR <why>``);
+lines the machine sends on its own start with ``IRQ`` or ``EVENT`` and may
+arrive between a command and its reply. Numbers are decimal or ``0x`` hex.
+
+Guest side (what a vCPU would do)::
+
+    readb|readw|readl|readq ADDR              -> OK 0x<value>
+    writeb|writew|writel|writeq ADDR VALUE    -> OK
+    psci CPU FUNCTION [ARG ...]               -> OK <signed result>   (the call made by CPU)
+    mrs CPU ICC_REG                           -> OK 0x<value>         (GIC CPU interface)
+    msr CPU ICC_REG VALUE                     -> OK
+    start CPU                                 -> OK   (deferred start, defer-start=on)
+
+Host side (what a management tool would do; QMP is the full interface)::
+
+    device_add DRIVER,id=ID[,socket-id=N][,cluster-id=N][,core-id=N][,thread-id=N] -> OK
+    device_del ID                             -> OK
+    masks                                     -> OK possible 0-5 present 0-5 enabled 0-3 online 0-1
+
+Asynchronous lines::
+
+    IRQ raise CPU                 CPU has an interrupt it would take now
+    EVENT NAME {json data}        a machine event (DEVICE_DELETED, ACPI_DEVICE_OST, ...)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import socketserver
+import threading
+from collections.abc import Callable
+from typing import Any, Final
+
+from vcpuhp import events as ev
+from vcpuhp.errors import VcpuhpError
+from vcpuhp.gic import ICC_REGISTER_NAMES
+from vcpuhp.machine import VirtMachine
+from vcpuhp.psci import PsciFunction
+from vcpuhp_null.driver import GuestDriver
+
+MAX_LINE: Final = 4096
+_SIZES: Final = {"b": 1, "w": 2, "l": 4, "q": 8}
+_QUIET_EVENTS: Final = frozenset({ev.INTERRUPT, ev.CONSOLE})
+
+
+class ProtocolError(VcpuhpError):
+    """A line that is not a valid command."""
+
+
+def _number(text: str, what: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise ProtocolError(f"{what} {text!r} is not a number (decimal or 0x hex)") from None
+
+
+def _psci_function(text: str) -> int:
+    name = text.upper()
+    if name in PsciFunction.__members__:
+        return int(PsciFunction[name])
+    return _number(text, "PSCI function")
+
+
+class CommandInterpreter:
+    """Executes protocol lines against a machine; no I/O of its own."""
+
+    def __init__(self, machine: VirtMachine) -> None:
+        self.machine = machine
+        self.driver = GuestDriver(machine)
+        self._commands: dict[str, Callable[[list[str]], str]] = {
+            "psci": self._psci, "mrs": self._mrs, "msr": self._msr, "start": self._start,
+            "device_add": self._device_add, "device_del": self._device_del,
+            "masks": self._masks,
+        }
+        for suffix, size in _SIZES.items():
+            self._commands[f"read{suffix}"] = self._reader(size)
+            self._commands[f"write{suffix}"] = self._writer(size)
+
+    def execute(self, line: str) -> str:
+        """The reply line (without newline) to one command line."""
+        words = line.split()
+        if not words:
+            return "ERR empty command"
+        handler = self._commands.get(words[0])
+        if handler is None:
+            return f"ERR unknown command {words[0]!r}; valid: {', '.join(sorted(self._commands))}"
+        try:
+            return handler(words[1:])
+        except VcpuhpError as exc:
+            return f"ERR {exc}".replace("\n", " ")
+
+    @staticmethod
+    def _arity(args: list[str], low: int, high: int, usage: str) -> None:
+        if not low <= len(args) <= high:
+            raise ProtocolError(f"usage: {usage}")
+
+    def _reader(self, size: int) -> Callable[[list[str]], str]:
+        def read(args: list[str]) -> str:
+            self._arity(args, 1, 1, f"read{'bwlq'[size.bit_length() - 1]} ADDR")
+            return f"OK {self.driver.read(_number(args[0], 'address'), size):#x}"
+        return read
+
+    def _writer(self, size: int) -> Callable[[list[str]], str]:
+        def write(args: list[str]) -> str:
+            self._arity(args, 2, 2, f"write{'bwlq'[size.bit_length() - 1]} ADDR VALUE")
+            self.driver.write(_number(args[0], "address"), size, _number(args[1], "value"))
+            return "OK"
+        return write
+
+    def _cpu(self, text: str) -> int:
+        cpu = _number(text, "CPU")
+        if not 0 <= cpu < len(self.machine.vcpus):
+            raise ProtocolError(f"CPU {cpu} is out of range 0-{len(self.machine.vcpus) - 1}")
+        return cpu
+
+    def _psci(self, args: list[str]) -> str:
+        self._arity(args, 2, 5, "psci CPU FUNCTION [ARG ...] (at most 3 arguments)")
+        result = self.driver.psci(
+            self._cpu(args[0]), _psci_function(args[1]),
+            *(_number(a, "argument") for a in args[2:]),
+        )
+        return f"OK {int(result)}"
+
+    def _register(self, text: str) -> str:
+        if text not in ICC_REGISTER_NAMES:
+            raise ProtocolError(f"{text!r} is not a GIC CPU interface register; valid: "
+                                + ", ".join(sorted(ICC_REGISTER_NAMES)))
+        return text
+
+    def _mrs(self, args: list[str]) -> str:
+        self._arity(args, 2, 2, "mrs CPU ICC_REG")
+        return f"OK {self.machine.sysreg_read(self._cpu(args[0]), self._register(args[1])):#x}"
+
+    def _msr(self, args: list[str]) -> str:
+        self._arity(args, 3, 3, "msr CPU ICC_REG VALUE")
+        self.machine.sysreg_write(self._cpu(args[0]), self._register(args[1]),
+                                  _number(args[2], "value"))
+        return "OK"
+
+    def _start(self, args: list[str]) -> str:
+        self._arity(args, 1, 1, "start CPU")
+        try:
+            self.driver.start(self._cpu(args[0]))
+        except TypeError as exc:
+            raise ProtocolError(str(exc)) from None
+        return "OK"
+
+    def _device_add(self, args: list[str]) -> str:
+        self._arity(args, 1, 1, "device_add DRIVER,id=ID,core-id=N,...")
+        driver, *pairs = args[0].split(",")
+        props: dict[str, Any] = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise ProtocolError(f"device_add: {pair!r} is not key=value")
+            props[key] = value if key == "id" else _number(value, key)
+        device_id = props.pop("id", None)
+        self.machine.device_add(driver, device_id, **props)
+        return "OK"
+
+    def _device_del(self, args: list[str]) -> str:
+        self._arity(args, 1, 1, "device_del ID")
+        self.machine.device_del(args[0])
+        return "OK"
+
+    def _masks(self, args: list[str]) -> str:
+        self._arity(args, 0, 0, "masks")
+        return f"OK {self.machine.cpu_masks()}"
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        interpreter = CommandInterpreter(self.server.machine)
+        write_lock = threading.Lock()
+
+        def send(line: str) -> None:
+            with write_lock:
+                try:
+                    self.wfile.write(line.encode() + b"\n")
+                    self.wfile.flush()
+                except OSError:
+                    pass
+
+        def on_event(event: ev.MachineEvent) -> None:
+            if event.name == ev.INTERRUPT:
+                send(f"IRQ raise {event.data['cpu_index']}")
+            elif event.name not in _QUIET_EVENTS:
+                send(f"EVENT {event.name} {json.dumps(event.data, sort_keys=True)}")
+
+        unsubscribe = self.server.machine.events.subscribe(on_event)
+        try:
+            while True:
+                raw = self.rfile.readline(MAX_LINE + 1)
+                if not raw:
+                    return
+                if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+                    send(f"ERR line longer than {MAX_LINE} bytes")
+                    while raw and not raw.endswith(b"\n"):
+                        raw = self.rfile.readline(MAX_LINE + 1)
+                    continue
+                try:
+                    line = raw.decode("ascii").strip()
+                except UnicodeDecodeError:
+                    send("ERR commands are ASCII text")
+                    continue
+                send(interpreter.execute(line))
+        finally:
+            unsubscribe()
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.BaseServer):
+    daemon_threads = True
+    machine: VirtMachine
+
+
+class _UnixServer(_Server, socketserver.UnixStreamServer):
+    pass
+
+
+class _TcpServer(_Server, socketserver.TCPServer):
+    allow_reuse_address = True
+
+
+class ProtocolServer:
+    """Serves the line protocol on ``unix:PATH`` or ``tcp:127.0.0.1:PORT`` (loopback only)."""
+
+    def __init__(self, machine: VirtMachine, address: str) -> None:
+        kind, _, rest = address.partition(":")
+        self.path: str | None = None
+        server: _Server
+        if kind == "unix" and rest:
+            old = os.umask(0o177)
+            try:
+                server = _UnixServer(rest, _Handler)
+            finally:
+                os.umask(old)
+            self.path = rest
+        elif kind == "tcp":
+            host, _, port = rest.rpartition(":")
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                raise ProtocolError(f"test protocol listens on loopback only, not {host!r}")
+            server = _TcpServer((host, _number(port, "port")), _Handler)
+        else:
+            raise ProtocolError(f"address {address!r}: use unix:PATH or tcp:127.0.0.1:PORT")
+        server.machine = machine
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="vcpuhp-qtest",
+                                        daemon=True)
+
+    @property
+    def address(self) -> Any:
+        """The bound address (a path, or ``(host, port)``)."""
+        return self._server.server_address
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving and remove the socket file."""
+        self._server.shutdown()
+        self._server.server_close()
+        if self.path and os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+def connect(address: str, timeout: float = 10.0) -> socket.socket:
+    """A client socket to a :class:`ProtocolServer` (for tests and tools)."""
+    kind, _, rest = address.partition(":")
+    if kind == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(rest)
+        return sock
+    host, _, port = rest.rpartition(":")
+    return socket.create_connection((host, int(port)), timeout=timeout)

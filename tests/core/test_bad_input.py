@@ -1,0 +1,231 @@
+"""Every refused request gets a clear error and leaves the machine byte-for-byte as it was."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from vcpuhp import (
+    ConfigError,
+    DeviceError,
+    DeviceNotFound,
+    GuestError,
+    MachineConfig,
+    PolicyRefused,
+    StateError,
+    VirtMachine,
+)
+from vcpuhp import events as ev
+from vcpuhp.psci import PsciFunction, PsciReturn
+from vcpuhp_null import GuestDriver
+
+Seed = tuple[VirtMachine, GuestDriver]
+HP = 0x090C0000
+
+
+def _unchanged(machine: VirtMachine, call: Callable[[], object]) -> object:
+    before = machine.snapshot_bytes()
+    result = call()
+    assert machine.snapshot_bytes() == before
+    return result
+
+
+@pytest.mark.parametrize(
+    ("driver", "device_id", "props", "error", "message"),
+    [
+        ("virtio-net-pci", "n0", {"core-id": 4}, DeviceError,
+         "'virtio-net-pci' is not a valid CPU device model name; valid: cortex-a57-arm-cpu"),
+        ("cortex-a72-arm-cpu", "c4", {"core-id": 4}, DeviceError,
+         "does not match this machine's CPUs \\('max-arm-cpu'\\)"),
+        ("max-arm-cpu", None, {"core-id": 4}, DeviceError, "needs an 'id'"),
+        ("max-arm-cpu", "", {"core-id": 4}, DeviceError, "needs an 'id'"),
+        ("max-arm-cpu", "4core", {"core-id": 4}, DeviceError, "expects an identifier"),
+        ("max-arm-cpu", "c9", {"core-id": 9}, ConfigError, "core-id 9 is out of range 0-5"),
+        ("max-arm-cpu", "c9", {"core-id": -1}, ConfigError, "out of range 0-5"),
+        ("max-arm-cpu", "c9", {}, ConfigError, "core-id is not set"),
+        ("max-arm-cpu", "c2", {"core-id": 2}, DeviceError, "already plugged"),
+        ("max-arm-cpu", "c4", {"core-id": 4, "node-id": 0}, DeviceError,
+         "Property 'max-arm-cpu.node-id' not found"),
+    ],
+)
+def test_device_add_refusals(seed: Seed, driver: str, device_id: str | None,
+                             props: dict[str, int], error: type[Exception], message: str) -> None:
+    machine, _ = seed
+    with pytest.raises(error, match=message):
+        _unchanged(machine, lambda: machine.device_add(driver, device_id, **props))
+
+
+def test_duplicate_id_is_refused(seed: Seed) -> None:
+    machine, _ = seed
+    machine.device_add("max-arm-cpu", "core4", **{"core-id": 4})
+    with pytest.raises(DeviceError, match="Duplicate device ID 'core4'"):
+        _unchanged(machine, lambda: machine.device_add("max-arm-cpu", "core4", **{"core-id": 5}))
+
+
+def test_device_del_refusals(seed: Seed) -> None:
+    machine, _ = seed
+    with pytest.raises(DeviceNotFound, match="Device 'core4' not found"):
+        _unchanged(machine, lambda: machine.device_del("core4"))
+    with pytest.raises(PolicyRefused, match="allow_cold_unplug"):
+        _unchanged(machine, lambda: machine.device_del("/machine/unattached/device[2]"))
+    machine.device_add("max-arm-cpu", "core4", **{"core-id": 4})
+    machine.device_del("core4")
+    with pytest.raises(DeviceError, match="already in the process of unplug"):
+        _unchanged(machine, lambda: machine.device_del("core4"))
+
+
+def test_cold_unplug_policy_flag_allows_it(null_machine: Callable[..., VirtMachine]) -> None:
+    machine = null_machine("cpus=4,maxcpus=6", allow_cold_unplug=True)
+    driver = GuestDriver(machine)
+    driver.boot()
+    machine.device_del("/machine/unattached/device[3]")
+    with machine.events.recorder() as recorder:
+        driver.handle_hotplug()
+        deleted = recorder.wait_for(ev.DEVICE_DELETED, timeout=1)
+    assert deleted.data["path"] == "/machine/unattached/device[3]"
+    assert machine.cpu_masks().enabled == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    ("caller", "function", "args", "expected"),
+    [
+        (0, 0x8400_FFFF, (), PsciReturn.NOT_SUPPORTED),
+        (0, PsciFunction.CPU_SUSPEND, (), PsciReturn.NOT_SUPPORTED),
+        (0, PsciFunction.CPU_ON_64, (0xFF00FF, 0x40200000, 0), PsciReturn.INVALID_PARAMETERS),
+        (0, PsciFunction.CPU_ON_64, (1 << 60, 0x40200000, 0), PsciReturn.INVALID_PARAMETERS),
+        (0, PsciFunction.CPU_ON_64, (0x4, 0x40200000, 0), PsciReturn.DENIED),
+        (0, PsciFunction.CPU_ON_64, (0x1, 0x40200000, 0), PsciReturn.ALREADY_ON),
+        (0, PsciFunction.CPU_ON_64, (0x2, 0x0, 0), PsciReturn.INVALID_ADDRESS),
+        (0, PsciFunction.CPU_ON_64, (0x2, 0x40200002, 0), PsciReturn.INVALID_ADDRESS),
+        (0, PsciFunction.AFFINITY_INFO_64, (0x77, 0), PsciReturn.INVALID_PARAMETERS),
+        (0, PsciFunction.AFFINITY_INFO_64, (0x1, 1), PsciReturn.INVALID_PARAMETERS),
+        (0, PsciFunction.PSCI_FEATURES, (0x8400_0001,), PsciReturn.NOT_SUPPORTED),
+    ],
+)
+def test_psci_nonsense_gets_its_return_code(seed: Seed, caller: int, function: int,
+                                            args: tuple[int, ...], expected: int) -> None:
+    machine, _ = seed
+    assert _unchanged(machine, lambda: machine.psci_call(caller, function, *args)) == expected
+
+
+def test_psci_answers(seed: Seed) -> None:
+    machine, driver = seed
+    assert machine.psci_call(0, PsciFunction.PSCI_VERSION) == 0x10001
+    assert machine.psci_call(0, PsciFunction.MIGRATE_INFO_TYPE) == 2
+    assert machine.psci_call(0, PsciFunction.PSCI_FEATURES, PsciFunction.CPU_ON_64) == 0
+    assert driver.affinity_info(1) == 0
+    assert driver.affinity_info(2) == 1
+    assert driver.affinity_info(5) == 1
+    assert machine.psci_call(0, PsciFunction.CPU_ON, 0x1_0000_0002, 0x40200000, 2) == \
+        PsciReturn.SUCCESS, "32-bit CPU_ON sees only w1"
+
+
+def test_psci_from_a_cpu_that_is_not_running_is_an_error(seed: Seed) -> None:
+    machine, _ = seed
+    for caller, message in [(3, "CPU 3 is powered-off"), (5, "CPU 5 is unplugged"),
+                            (6, "CPU 6 does not exist")]:
+        with pytest.raises(GuestError, match=message):
+            _unchanged(machine, lambda c=caller: machine.psci_call(c, PsciFunction.PSCI_VERSION))
+
+
+def test_on_pending_is_reported(null_machine: Callable[..., VirtMachine]) -> None:
+    machine = null_machine("cpus=2,maxcpus=2", backend_options={"defer-start": "on"})
+    driver = GuestDriver(machine)
+    driver.start(0)
+    assert driver.cpu_on(1) == PsciReturn.SUCCESS
+    assert driver.cpu_on(1) == PsciReturn.ON_PENDING
+    assert driver.affinity_info(1) == 2
+    driver.start(1)
+    assert driver.affinity_info(1) == 0
+
+
+def test_cpu_on_denied_by_a_plugin_policy(null_machine: Callable[..., VirtMachine]) -> None:
+    from vcpuhp import PluginManager, hookimpl
+
+    class NoOddCpus:
+        @hookimpl
+        def vcpuhp_cpu_on_allowed(self, machine: object, caller: object, target: object,
+                                  entry_point: int, context_id: int) -> str | None:
+            return "odd CPUs stay off" if target.slot.index % 2 else None  # type: ignore[attr-defined]
+
+    plugins = PluginManager([NoOddCpus()])
+    machine = VirtMachine(MachineConfig.build("cpus=4"), plugins=plugins)
+    machine.realize()
+    try:
+        driver = GuestDriver(machine)
+        assert _unchanged(machine, lambda: driver.cpu_on(1)) == PsciReturn.DENIED
+        assert driver.cpu_on(2) == PsciReturn.SUCCESS
+    finally:
+        machine.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("offset", "size", "value", "message"),
+    [
+        (0x0, 4, 99, "selector 99 is out of range 0-5"),
+        (0x4, 1, 0x40, "sets reserved bits"),
+        (0x5, 1, 7, "unknown command 7"),
+        (0x8, 4, 1, "has no effect"),
+        (0x1, 2, 1, "is not a register"),
+        (0x4, 4, 1, "is not a register"),
+        (0x4, 1, 0x8, "eject refused: CPU 0 was enabled at boot"),
+    ],
+)
+def test_garbage_register_writes_are_reported_and_ignored(
+    seed: Seed, offset: int, size: int, value: int, message: str
+) -> None:
+    machine, _ = seed
+    with machine.events.recorder() as recorder:
+        _unchanged(machine, lambda: machine.mmio_write(HP + offset, size, value))
+        error = recorder.wait_for(ev.GUEST_ERROR, timeout=1)
+    assert message in error.data["message"]
+
+
+def test_eject_of_a_running_cpu_is_refused(seed: Seed) -> None:
+    machine, driver = seed
+    machine.device_add("max-arm-cpu", "core4", **{"core-id": 4})
+    driver.handle_hotplug()
+    with machine.events.recorder() as recorder:
+        _unchanged(machine, lambda: driver.eject(4))
+        error = recorder.wait_for(ev.GUEST_ERROR, timeout=1)
+    assert "CPU 4 is online; the guest must CPU_OFF it before eject" in error.data["message"]
+
+
+def test_failed_eject_ost_reports_unplug_guest_error(seed: Seed) -> None:
+    machine, driver = seed
+    machine.device_add("max-arm-cpu", "core4", **{"core-id": 4})
+    driver.handle_hotplug()
+    machine.device_del("core4")
+    driver.scan()
+    with machine.events.recorder() as recorder:
+        driver.ost(4, 0x3, 0x1)
+        error = recorder.wait_for(ev.DEVICE_UNPLUG_GUEST_ERROR, timeout=1)
+    assert error.data == {"device": "core4", "path": "/machine/peripheral/core4"}
+    assert machine.cpu_masks().online == {0, 1, 4}
+
+
+def test_gic_interface_of_an_unplugged_cpu_is_inaccessible(seed: Seed) -> None:
+    machine, _ = seed
+    with pytest.raises(GuestError, match="CPU 4 is not accessible"):
+        _unchanged(machine, lambda: machine.sysreg_read(4, "ICC_IAR1_EL1"))
+
+
+def test_machine_refuses_requests_after_shutdown(null_machine: Callable[..., VirtMachine]) -> None:
+    machine = null_machine("cpus=1,maxcpus=2")
+    machine.shutdown()
+    with pytest.raises(StateError, match="machine is shutdown"):
+        machine.device_add("max-arm-cpu", "c1", **{"core-id": 1})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cpu": "pentium"}, "CPU model 'pentium' is not supported; valid: cortex-a57"),
+        ({"memory": "lots"}, "is not a size"),
+        ({"memory": "1M"}, "out of range"),
+    ],
+)
+def test_bad_machine_config(kwargs: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        MachineConfig.build("cpus=1", **kwargs)  # type: ignore[arg-type]
