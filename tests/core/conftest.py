@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-
 from vcpuhp import MachineConfig, VirtMachine
 from vcpuhp_null import GuestDriver
 

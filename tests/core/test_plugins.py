@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-
 from vcpuhp import (
     AcceleratorBackend,
     BackendCapabilities,
@@ -122,7 +121,8 @@ def test_policy_and_observer_hooks() -> None:
         def vcpuhp_machine_realized(self, machine: Any, backend: Any) -> None:
             seen.append(("realized", backend.name))
 
-    machine = VirtMachine(MachineConfig.build("cpus=1,maxcpus=6"), plugins=PluginManager([Policy()]))
+    machine = VirtMachine(MachineConfig.build("cpus=1,maxcpus=6"),
+                          plugins=PluginManager([Policy()]))
     machine.realize()
     try:
         before = machine.snapshot_bytes()

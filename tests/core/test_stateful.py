@@ -2,7 +2,7 @@
 
 The model is the guest's view: which CPUs are enabled, online, and asked to
 go. After every step: present == possible, online ⊆ enabled, parked ==
-possible − realized, the machine's masks equal the model's, and a refused
+possible - realized, the machine's masks equal the model's, and a refused
 request left the machine's snapshot byte-for-byte as it was.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
 from vcpuhp import DeviceError, GuestError, MachineConfig, VcpuhpError, VirtMachine
 from vcpuhp import events as ev
 from vcpuhp.psci import PsciReturn

@@ -83,7 +83,8 @@ class BackendVcpu:
 
     def __repr__(self) -> str:
         state = "realized" if self.realized else "unrealized"
-        return f"<{type(self).__name__} cpu {self.slot.index} arch-id {self.slot.arch_id:#x} {state}>"
+        name = type(self).__name__
+        return f"<{name} cpu {self.slot.index} arch-id {self.slot.arch_id:#x} {state}>"
 
 
 class AcceleratorBackend(ABC):

@@ -140,10 +140,8 @@ def cmd_run(args: argparse.Namespace, plugins: PluginManager) -> int:
                 _monitor_loop(machine, sys.stdin, out, finished)
             else:
                 signal.signal(signal.SIGTERM, lambda *_: finished.set())
-                try:
+                with contextlib.suppress(KeyboardInterrupt):
                     finished.wait()
-                except KeyboardInterrupt:
-                    pass
     finally:
         for server in servers:
             server.close()

@@ -242,8 +242,8 @@ class Gicv3:
                     return cpu.slot.index
             return None
         affinity = (route & 0xFFFFFF) | ((route >> 32) & 0xFF) << 32
-        cpu = self._by_affinity.get(affinity)
-        return cpu.slot.index if cpu is not None else None
+        target = self._by_affinity.get(affinity)
+        return target.slot.index if target is not None else None
 
     def _irq(self, cpu: CpuInterface, intid: int) -> _Irq:
         return cpu.private[intid] if intid < 32 else self.spis[intid - 32]
@@ -414,7 +414,8 @@ class Gicv3:
                 n = rel // memmap.GICR_STRIDE
                 index = sum(r.count for r in self.regions[: self.regions.index(region)]) + n
                 within = rel % memmap.GICR_STRIDE
-                return self.cpus[index], within // memmap.GICR_FRAME_SIZE, within % memmap.GICR_FRAME_SIZE
+                frame, offset = divmod(within, memmap.GICR_FRAME_SIZE)
+                return self.cpus[index], frame, offset
         raise GuestError(f"no redistributor at {addr:#x}")
 
     @staticmethod

@@ -50,7 +50,7 @@ def _load_elf(path: Path, data: bytes, memory: GuestMemory) -> LoadedImage:
     if machine != _EM_AARCH64:
         raise ConfigError(f"{path}: ELF machine {machine} is not AArch64 ({_EM_AARCH64})")
     entry, phoff, shoff = struct.unpack_from("<QQQ", data, 24)
-    phentsize, phnum, shentsize, shnum, shstrndx = struct.unpack_from("<HHHHH", data, 54)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, 54)
     low, high = 1 << 64, 0
     for n in range(phnum):
         p_type, _flags, offset, _vaddr, paddr, filesz, memsz, _align = struct.unpack_from(

@@ -17,7 +17,6 @@ import json
 import logging
 import re
 import threading
-
 from enum import Enum
 from typing import Any, Final
 
@@ -29,7 +28,6 @@ from vcpuhp.devices import GED_EVENT_CPU_HOTPLUG, AcpiGed, CpuHotplugRegisters, 
 from vcpuhp.devices.ged import GED_EVENT_POWER_DOWN
 from vcpuhp.errors import (
     BackendError,
-    ConfigError,
     DeviceError,
     DeviceNotFound,
     GuestError,
@@ -227,7 +225,7 @@ class VirtMachine:
 
     # -- hotplug ---------------------------------------------------------------------------
 
-    def device_add(self, driver: str, id: str | None = None, **props: Any) -> Vcpu:  # noqa: A002
+    def device_add(self, driver: str, id: str | None = None, **props: Any) -> Vcpu:
         """Plug a CPU: ``device_add <driver>,id=<id>,core-id=N``.
 
         Validates everything first (driver, id, slot, policy), then unparks or
@@ -315,7 +313,7 @@ class VirtMachine:
                 return vcpu
         raise DeviceNotFound(f"Device '{device_id}' not found")
 
-    def device_del(self, id: str) -> Vcpu:  # noqa: A002
+    def device_del(self, id: str) -> Vcpu:
         """Request removal of a plugged CPU (QMP ``device_del``).
 
         Only *requests*: sets the remove event and raises the GED interrupt.

@@ -11,7 +11,7 @@ def format_cpu_list(cpus: Iterable[int]) -> str:
     ordered = sorted(set(cpus))
     parts: list[str] = []
     start = prev = None
-    for cpu in ordered + [None]:  # type: ignore[list-item]
+    for cpu in [*ordered, None]:
         if cpu is not None and prev is not None and cpu == prev + 1:
             prev = cpu
             continue

@@ -127,4 +127,5 @@ class Monitor:
         if what == "backend":
             stats = ", ".join(f"{k}={v}" for k, v in m.backend_stats().items())
             return f"backend {m.backend.name}: {stats}"
-        return f"Error: unknown info topic {what!r}; valid: hotpluggable-cpus, cpus, status, backend"
+        return (f"Error: unknown info topic {what!r}; "
+                "valid: hotpluggable-cpus, cpus, status, backend")

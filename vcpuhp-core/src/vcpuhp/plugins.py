@@ -113,7 +113,9 @@ class BackendRegistry:
             lines.append(f"Known backends you can install: {hints}.")
         broken = [f for f in self.failures if f.group == BACKEND_GROUP]
         for failure in broken:
-            lines.append(f"Backend {failure.name!r} is installed but failed to load: {failure.error}")
+            lines.append(
+                f"Backend {failure.name!r} is installed but failed to load: {failure.error}"
+            )
         lines.append(f"Third-party backends register in the {BACKEND_GROUP!r} entry-point group.")
         return "\n".join(lines)
 
@@ -145,7 +147,8 @@ class PluginManager:
 
     def _record(self, group: str) -> Any:
         def on_failure(_manager: Any, entry_point: Any, exc: BaseException) -> None:
-            self.failures.append(LoadFailure(group, entry_point.name, f"{type(exc).__name__}: {exc}"))
+            error = f"{type(exc).__name__}: {exc}"
+            self.failures.append(LoadFailure(group, entry_point.name, error))
 
         return on_failure
 

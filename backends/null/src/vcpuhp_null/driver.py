@@ -26,6 +26,7 @@ from vcpuhp.gic import (
 )
 from vcpuhp.machine import VirtMachine
 from vcpuhp.psci import PsciFunction
+
 from vcpuhp_null.backend import NullBackend
 
 OST_DEVICE_CHECK = 0x01

@@ -40,6 +40,7 @@ from vcpuhp.errors import VcpuhpError
 from vcpuhp.gic import ICC_REGISTER_NAMES
 from vcpuhp.machine import VirtMachine
 from vcpuhp.psci import PsciFunction
+
 from vcpuhp_null.driver import GuestDriver
 
 MAX_LINE: Final = 4096
@@ -250,8 +251,8 @@ class ProtocolServer:
             raise ProtocolError(f"address {address!r}: use unix:PATH or tcp:127.0.0.1:PORT")
         server.machine = machine
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="vcpuhp-qtest",
-                                        daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,),
+                                        name="vcpuhp-qtest", daemon=True)
 
     @property
     def address(self) -> Any:
