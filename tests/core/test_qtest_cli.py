@@ -1,0 +1,48 @@
+"""`vcpuhp run --accel null --qtest unix:PATH`: the test protocol served by the real CLI."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vcpuhp_null.protocol import connect
+
+
+def test_cli_serves_the_test_protocol(tmp_path: Path) -> None:
+    path = tmp_path / "qtest.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vcpuhp.cli", "run", "--accel", "null", "--smp",
+         "cpus=2,maxcpus=4", "--monitor", "none", "--qtest", f"unix:{path}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not path.exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "test protocol socket never appeared"
+            time.sleep(0.05)
+        assert path.stat().st_mode & 0o777 == 0o600
+        sock = connect(f"unix:{path}")
+        stream = sock.makefile("rw", encoding="ascii", newline="\n")
+
+        def ask(line: str) -> str:
+            stream.write(line + "\n")
+            stream.flush()
+            while True:
+                reply = stream.readline().strip()
+                if not reply.startswith(("IRQ", "EVENT")):
+                    return reply
+
+        assert ask("masks") == "OK possible 0-3 present 0-3 enabled 0-1 online 0"
+        assert ask("psci 0 CPU_ON_64 0x80000001 0x40200000 1") == "OK 0"
+        assert ask("psci 0 CPU_ON_64 0x80000002 0x40200000 2") == "OK -3"
+        assert ask("masks") == "OK possible 0-3 present 0-3 enabled 0-1 online 0-1"
+        sock.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    assert not path.exists(), "socket file removed at exit"
