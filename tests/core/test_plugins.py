@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+
 from vcpuhp import (
     AcceleratorBackend,
     BackendCapabilities,

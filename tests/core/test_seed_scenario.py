@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from vcpuhp import CpuMasks, VirtMachine
 from vcpuhp import events as ev
 from vcpuhp_null import GuestDriver

@@ -11,6 +11,7 @@ from __future__ import annotations
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
 from vcpuhp import DeviceError, GuestError, MachineConfig, VcpuhpError, VirtMachine
 from vcpuhp import events as ev
 from vcpuhp.psci import PsciReturn

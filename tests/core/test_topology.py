@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from vcpuhp import SmpConfig, Topology, TopologyError
 from vcpuhp.topology import mpidr_affinity
 
