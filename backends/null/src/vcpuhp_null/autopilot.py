@@ -15,7 +15,6 @@ from vcpuhp import events as ev
 from vcpuhp import memmap
 from vcpuhp.errors import VcpuhpError
 from vcpuhp.machine import VirtMachine
-
 from vcpuhp_null.driver import GuestDriver
 
 _log = logging.getLogger(__name__)

@@ -26,7 +26,6 @@ from vcpuhp.gic import (
 )
 from vcpuhp.machine import VirtMachine
 from vcpuhp.psci import PsciFunction
-
 from vcpuhp_null.backend import NullBackend
 
 OST_DEVICE_CHECK = 0x01

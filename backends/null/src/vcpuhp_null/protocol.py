@@ -40,7 +40,6 @@ from vcpuhp.errors import VcpuhpError
 from vcpuhp.gic import ICC_REGISTER_NAMES
 from vcpuhp.machine import VirtMachine
 from vcpuhp.psci import PsciFunction
-
 from vcpuhp_null.driver import GuestDriver
 
 MAX_LINE: Final = 4096
