@@ -11,6 +11,7 @@ strings (``\_SB.CPUS``, ``^PRES``) where ASL takes a name, and wrapped in
 
 from vcpuhp.acpi.aml.base import Aml, Operand, RawAml, TermList
 from vcpuhp.acpi.aml.data import (
+    DEBUG,
     ONE,
     ONES,
     ZERO,
@@ -84,6 +85,7 @@ from vcpuhp.acpi.aml.ops import (
 from vcpuhp.acpi.aml.resources import Descriptor, Interrupt, Memory32Fixed, ResourceTemplate
 
 __all__ = [
+    "DEBUG",
     "ONE",
     "ONES",
     "ZERO",

@@ -96,6 +96,15 @@ class Path(Aml):
         return self._encoded
 
 
+class _Debug(Aml):
+    def encode(self) -> bytes:
+        return b"\x5b\x31"
+
+
+DEBUG: Final[Aml] = _Debug()
+"""``Debug``: the debug object; a Store to it is shown by ACPICA's tools and OS logs."""
+
+
 class Local(Aml):
     """``Local0`` .. ``Local7``."""
 
