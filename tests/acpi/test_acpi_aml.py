@@ -368,7 +368,7 @@ def test_refusals_name_what_is_valid() -> None:
     with pytest.raises(AmlEncodingError, match="1-255"):
         Interrupt()
     with pytest.raises(TypeError, match="bool"):
-        Store(True, Local(0)).encode()  # type: ignore[arg-type]
+        Store(True, Local(0)).encode()  # a bool is an int to the type checker
 
 
 def test_deeply_nested_blocks_grow_their_pkg_lengths() -> None:

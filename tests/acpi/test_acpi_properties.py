@@ -34,8 +34,8 @@ def machines(draw: st.DrawFn) -> VirtMachine:
     return VirtMachine(MachineConfig(smp, allow_cold_unplug=allow_cold_unplug))
 
 
-def _machine(smp: str, **kwargs: bool) -> VirtMachine:
-    return VirtMachine(MachineConfig.build(smp, **kwargs))
+def _machine(smp: str, *, allow_cold_unplug: bool = False) -> VirtMachine:
+    return VirtMachine(MachineConfig.build(smp, allow_cold_unplug=allow_cold_unplug))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

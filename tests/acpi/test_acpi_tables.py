@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from acpi_testlib import (
 from vcpuhp import memmap
 from vcpuhp.acpi import AcpiTables, build_tables
 from vcpuhp.acpi.aml import eisa_id
+from vcpuhp.acpi.tables import sdt
 from vcpuhp.errors import ConfigError
 from vcpuhp.memory import GuestMemory
 
@@ -30,7 +32,7 @@ def tables(request: pytest.FixtureRequest) -> AcpiTables:
 
 
 @pytest.fixture
-def memory() -> GuestMemory:
+def memory() -> Iterator[GuestMemory]:
     ram = GuestMemory(16 * memmap.MiB)
     yield ram
     ram.close()
@@ -120,6 +122,29 @@ def test_place_refuses_bad_bases(memory: GuestMemory) -> None:
         tables.place(memory, memmap.RAM_BASE + 8)
     with pytest.raises(ConfigError, match="do not fit in guest RAM"):
         tables.place(memory, memmap.RAM_BASE + memory.size - 64)
+
+
+def test_place_lays_out_tables_a_hook_replaced_or_added(memory: GuestMemory) -> None:
+    tables = build_tables(make_machine("cpus=1,maxcpus=2"))
+    ssdt = sdt(b"SSDT", 2, b"\x08X___\x0a\x05")
+    tables.tables["SSDT"] = ssdt
+    tables.tables["SPCR"] = sdt(b"SPCR", 2, bytes(44))
+    tables.place(memory, memmap.ACPI_TABLES_ADDR)
+    assert list(tables.tables)[:4] == ["RSDP", "XSDT", "FACP", "DSDT"]
+    xsdt = tables.tables["XSDT"]
+    listed = struct.unpack_from(f"<{(len(xsdt) - 36) // 8}Q", xsdt, 36)
+    assert listed == tuple(
+        tables.addresses[s] for s in ("FACP", "APIC", "GTDT", "SPCR", "PPTT", "SSDT")
+    )
+    assert memory.read(tables.addresses["SSDT"], len(ssdt)) == ssdt
+    assert memory.read(tables.addresses["SPCR"], 80) == tables.tables["SPCR"]
+
+
+def test_layout_refuses_an_incomplete_or_oversized_set() -> None:
+    with pytest.raises(ConfigError, match="needs a DSDT"):
+        AcpiTables({"APIC": sdt(b"APIC", 5, bytes(8))})
+    with pytest.raises(ConfigError, match="at most"):
+        AcpiTables({"DSDT": sdt(b"DSDT", 2, bytes(memmap.ACPI_TABLES_MAX))})
 
 
 def test_dump_names_files_as_acpidump_does(tmp_path: Path) -> None:

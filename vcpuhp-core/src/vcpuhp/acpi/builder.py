@@ -3,13 +3,12 @@
 Layout from ``base`` (``memmap.ACPI_TABLES_ADDR`` when booting): the RSDP
 first (16-byte aligned), then the XSDT, the FADT, the DSDT and the tables the
 XSDT lists, each 16-byte aligned. The RSDP, the XSDT and the FADT hold
-addresses, so they are (re)built whenever the set is laid out at a new base.
+addresses, so they are rebuilt whenever the set is laid out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -39,32 +38,38 @@ if TYPE_CHECKING:
     from vcpuhp.memory import GuestMemory
 
 TABLE_ALIGNMENT: Final = 16
-XSDT_TABLES: Final = ("FACP", "APIC", "GTDT", "SPCR", "PPTT")
-"""Signatures the XSDT lists, in order (the DSDT is reached through the FADT)."""
-_LAYOUT: Final = ("RSDP", "XSDT", "FACP", "DSDT", "APIC", "GTDT", "SPCR", "PPTT")
+ADDRESSED: Final = ("RSDP", "XSDT", "FACP")
+"""The tables that hold other tables' addresses, rebuilt at every layout."""
+_FIRST: Final = ("FACP", "DSDT")
+"""Laid out right after the RSDP and the XSDT; the rest follow in insertion order."""
+_NOT_IN_XSDT: Final = ("RSDP", "XSDT", "DSDT")
+"""Not listed by the XSDT (the FADT points at the DSDT)."""
 
 
 def _align(value: int, alignment: int) -> int:
     return (value + alignment - 1) // alignment * alignment
 
 
-@dataclass
 class AcpiTables:
     """A machine's ACPI tables, keyed by signature (the RSDP under ``"RSDP"``).
 
-    ``tables`` always holds a complete, consistent set laid out at
-    :attr:`base`; :meth:`place` lays it out again when given another base.
+    :attr:`tables` always holds a complete, consistent set laid out at
+    :attr:`base`, with each table's guest-physical address in
+    :attr:`addresses`. A table may be replaced or added (keyed by its
+    signature) before :meth:`place`, e.g. by a ``vcpuhp_acpi_tables_built``
+    hook; :meth:`place` lays out whatever :attr:`tables` then holds, and the
+    XSDT lists every table but the RSDP, the XSDT itself and the DSDT.
     """
 
-    fixed: Mapping[str, bytes]
-    """The tables whose contents do not depend on where they are placed."""
-    base: int = memmap.ACPI_TABLES_ADDR
-    tables: dict[str, bytes] = field(default_factory=dict)
-    addresses: dict[str, int] = field(default_factory=dict)
-    """Guest-physical address of each table at :attr:`base`."""
+    def __init__(self, tables: Mapping[str, bytes], base: int = memmap.ACPI_TABLES_ADDR) -> None:
+        self.tables: dict[str, bytes] = dict(tables)
+        self.addresses: dict[str, int] = {}
+        self.base = base
+        self._layout(base)
 
-    def __post_init__(self) -> None:
-        self._layout(self.base)
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{name}={len(data)}" for name, data in self.tables.items())
+        return f"<AcpiTables at {self.base:#x}: {sizes}>"
 
     @property
     def size(self) -> int:
@@ -74,30 +79,38 @@ class AcpiTables:
     def _layout(self, base: int) -> None:
         if base % RSDP_ALIGNMENT:
             raise ConfigError(f"ACPI tables base {base:#x} must be {RSDP_ALIGNMENT}-byte aligned")
-        sizes = {"RSDP": RSDP_SIZE, "XSDT": xsdt_size(len(XSDT_TABLES)), "FACP": FADT_SIZE}
-        sizes.update({name: len(data) for name, data in self.fixed.items()})
+        if "DSDT" not in self.tables:
+            raise ConfigError("an ACPI table set needs a DSDT")
+        fixed = {name: data for name, data in self.tables.items() if name not in ADDRESSED}
+        listed = ["FACP", *(name for name in fixed if name not in _NOT_IN_XSDT)]
+        order = ["RSDP", "XSDT", *_FIRST, *(name for name in fixed if name not in _FIRST)]
+        sizes = {"RSDP": RSDP_SIZE, "XSDT": xsdt_size(len(listed)), "FACP": FADT_SIZE}
+        sizes.update({name: len(data) for name, data in fixed.items()})
         addresses: dict[str, int] = {}
         cursor = base
-        for name in _LAYOUT:
+        for name in order:
             addresses[name] = cursor
-            cursor = _align(cursor + sizes[name], TABLE_ALIGNMENT)
-        total = addresses["PPTT"] + sizes["PPTT"] - base
-        if total > memmap.ACPI_TABLES_MAX:
+            end = cursor + sizes[name]
+            cursor = _align(end, TABLE_ALIGNMENT)
+        if end - base > memmap.ACPI_TABLES_MAX:
             raise ConfigError(
-                f"ACPI tables need {total} bytes; at most {memmap.ACPI_TABLES_MAX} fit"
+                f"ACPI tables need {end - base} bytes; at most {memmap.ACPI_TABLES_MAX} fit"
             )
-        tables = dict(self.fixed)
-        tables["FACP"] = build_fadt(addresses["DSDT"])
-        tables["XSDT"] = build_xsdt([addresses[name] for name in XSDT_TABLES])
-        tables["RSDP"] = build_rsdp(addresses["XSDT"])
+        built = {
+            "FACP": build_fadt(addresses["DSDT"]),
+            "XSDT": build_xsdt([addresses[name] for name in listed]),
+            "RSDP": build_rsdp(addresses["XSDT"]),
+        }
         self.base = base
         self.addresses = addresses
-        self.tables = {name: tables[name] for name in _LAYOUT}
+        self.tables = {name: built.get(name) or fixed[name] for name in order}
 
     def place(self, memory: GuestMemory, base: int) -> int:
-        """Write every table into ``memory`` from ``base``; return the RSDP address."""
-        if base != self.base:
-            self._layout(base)
+        """Lay the tables out from ``base``, write them into ``memory``; return the RSDP address.
+
+        The area from ``base`` to the end of the last table is zeroed first.
+        """
+        self._layout(base)
         if not memory.contains(base, self.size):
             raise ConfigError(
                 f"ACPI tables ({self.size} bytes at {base:#x}) do not fit in guest RAM"
@@ -153,11 +166,11 @@ def build_tables(machine: VirtMachine, base: int = memmap.ACPI_TABLES_ADDR) -> A
         ged_device(),
         power_button_device(),
     ]
-    fixed = {
+    tables = {
         "DSDT": build_dsdt(system_bus),
         "APIC": build_madt(giccs, regions),
         "GTDT": build_gtdt(),
         "SPCR": build_spcr(),
         "PPTT": build_pptt(machine.topology),
     }
-    return AcpiTables(fixed, base)
+    return AcpiTables(tables, base)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final, TypeAlias
 
-from vcpuhp.acpi.aml.base import Aml, operand, with_pkg_length
+from vcpuhp.acpi.aml.base import Aml, with_pkg_length
 from vcpuhp.acpi.aml.encoding import (
     ONES_OP,
     AmlEncodingError,
@@ -144,6 +144,4 @@ def data_object(value: DataValue) -> Aml:
 
 def encode_data(value: DataValue) -> bytes:
     """Encode ASL shorthand data (see :func:`data_object`)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return operand(value)
     return data_object(value).encode()

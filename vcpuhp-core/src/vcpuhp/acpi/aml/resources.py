@@ -52,6 +52,9 @@ class Interrupt(Descriptor):
     ) -> None:
         if not 1 <= len(gsivs) <= 255:
             raise AmlEncodingError(f"Interrupt lists 1-255 interrupts, not {len(gsivs)}")
+        for gsiv in gsivs:
+            if not 0 <= gsiv <= 0xFFFF_FFFF:
+                raise AmlEncodingError(f"interrupt number {gsiv:#x} does not fit 32 bits")
         self.gsivs = gsivs
         self.flags = (
             int(consumer) | (int(edge) << 1) | (int(active_low) << 2)
