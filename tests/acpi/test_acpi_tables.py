@@ -285,3 +285,21 @@ def test_tables_for_a_realized_machine_match_the_unrealized_ones() -> None:
         assert build_tables(machine).tables == before
     finally:
         machine.shutdown()
+
+
+def test_boot_prepare_places_the_tables_where_the_guest_looks() -> None:
+    """The contract boot.prepare relies on: build_tables(machine).place(memory, base)."""
+    from vcpuhp import boot
+
+    machine = make_machine("cpus=2,maxcpus=4")
+    machine.realize()
+    try:
+        assert machine.memory is not None
+        image = boot.prepare(machine)
+        assert image.rsdp_address == memmap.ACPI_TABLES_ADDR
+        assert machine.memory.read(image.rsdp_address, 8) == b"RSD PTR "
+        madt_address = image.tables.addresses["APIC"]
+        placed = machine.memory.read(madt_address, len(image.tables.tables["APIC"]))
+        assert decode_madt(placed).giccs[3].mpidr == machine.topology.slots[3].arch_id
+    finally:
+        machine.shutdown()
