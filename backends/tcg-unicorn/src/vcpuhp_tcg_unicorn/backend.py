@@ -1,0 +1,254 @@
+"""The ``tcg-unicorn`` accelerator: Unicorn engines, one per vCPU, each on its own thread.
+
+Life cycle (the contract in :mod:`vcpuhp.backend`)::
+
+    create_vcpu     a Unicorn engine: RAM and MMIO mapped, hooks installed
+    realize_vcpu    its host thread starts, registers a translation context,
+                    waits powered off
+    power_on        registers reset, PC = entry, x0.. = args; the thread runs it
+    power_off       the engine stops; the thread waits again
+    unrealize_vcpu  the thread exits (unregistering its context) and is joined
+    destroy_vcpu    the engine is closed (uc_close)
+
+The backend does not park vCPUs (``parks_vcpus=False``): unlike a KVM vCPU, a
+Unicorn engine can be freed, and keeping one per *possible* CPU would keep its
+translation buffer and CPU state for CPUs that may never be plugged. What must
+not leak across plug cycles is the per-thread translation context, which the
+:class:`~vcpuhp_tcg_unicorn.pool.TranslationContextPool` accounts for, bounded
+by ``maxcpus``.
+
+Option ``tb-size=N`` (MiB, default 32): each engine's translation buffer,
+passed to Unicorn as ``UC_CTL_TCG_BUFFER_SIZE`` before the engine initialises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from vcpuhp import memmap
+from vcpuhp.backend import AcceleratorBackend, BackendCapabilities, BackendVcpu, Viability
+from vcpuhp.errors import BackendError, ConfigError
+from vcpuhp.topology import CpuSlot
+from vcpuhp_tcg_unicorn import binding
+from vcpuhp_tcg_unicorn.engine import CPU_MODELS, RamMapping
+from vcpuhp_tcg_unicorn.pool import TranslationContextPool
+from vcpuhp_tcg_unicorn.stopper import StopRetrier
+from vcpuhp_tcg_unicorn.vcpu import UnicornVcpu
+
+if TYPE_CHECKING:
+    from vcpuhp.machine import VirtMachine
+
+UNICORN_VERSION: Final = "2.1.4"
+DEFAULT_TB_SIZE_MIB: Final = 32
+MAX_TB_SIZE_MIB: Final = 4095
+"""Unicorn takes the size as a 32-bit byte count."""
+OPTIONS: Final = ("tb-size",)
+PAUSE_TIMEOUT: Final = 2.0
+MMIO_PAGE: Final = 0x1000
+"""MMIO mappings are rounded up to this (Unicorn maps whole target pages)."""
+
+
+def parse_tb_size(options: Mapping[str, str]) -> int:
+    """The ``tb-size`` option in bytes (given in MiB)."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"tcg-unicorn: unknown option(s) {', '.join(unknown)}; valid: {', '.join(OPTIONS)}"
+        )
+    text = options.get("tb-size", str(DEFAULT_TB_SIZE_MIB))
+    try:
+        mib = int(text, 10)
+    except ValueError:
+        raise ConfigError(f"tcg-unicorn: tb-size={text!r} is not a whole number of MiB") from None
+    if not 1 <= mib <= MAX_TB_SIZE_MIB:
+        raise ConfigError(f"tcg-unicorn: tb-size={mib} is out of range 1-{MAX_TB_SIZE_MIB} (MiB)")
+    return mib * memmap.MiB
+
+
+def machine_mmio_regions(machine: VirtMachine) -> list[tuple[int, int]]:
+    """``(base, size)`` of every MMIO region an engine maps for ``machine``.
+
+    The distributor, each redistributor region that holds this machine's
+    redistributors, the UART, the GED and the CPU hotplug block.
+    """
+    regions = [(memmap.GICD.base, memmap.GICD.size)]
+    regions += [(r.base, r.size) for r in machine.gic.regions]
+    for region in (memmap.UART, memmap.ACPI_GED, memmap.CPU_HOTPLUG):
+        regions.append((region.base, -(-region.size // MMIO_PAGE) * MMIO_PAGE))
+    return regions
+
+
+class UnicornBackend(AcceleratorBackend):
+    """Executes the guest with Unicorn: one engine and one host thread per realized vCPU."""
+
+    name = "tcg-unicorn"
+    distribution = "vcpuhp-tcg-unicorn"
+    capabilities = BackendCapabilities(executes_guest_code=True, parks_vcpus=False)
+
+    def __init__(self, options: Mapping[str, str] | None = None) -> None:
+        super().__init__(options)
+        self.tb_size = parse_tb_size(self.options)
+        self.vcpus: dict[int, UnicornVcpu] = {}
+        self.pool: TranslationContextPool | None = None
+        self._stopper: StopRetrier | None = None
+        self._ram: RamMapping | None = None
+        self._mmio: list[tuple[int, int]] = []
+        self.paused = False
+        self.total_engines_created = 0
+        self.total_engines_closed = 0
+        self.total_threads_started = 0
+        self.total_threads_joined = 0
+        self._retired_irqs = 0
+        self._retired_faults = 0
+
+    @classmethod
+    def viability(cls) -> Viability:
+        """Viable when the ``unicorn`` module imports and supports AArch64."""
+        if binding.IMPORT_ERROR is not None:
+            return Viability.no(
+                f"the unicorn module cannot be imported ({binding.IMPORT_ERROR}); "
+                f"pip install unicorn=={UNICORN_VERSION}"
+            )
+        unicorn = binding.unicorn
+        if not unicorn.uc_arch_supported(unicorn.UC_ARCH_ARM64):
+            return Viability.no("this unicorn build has no ARM64 support")
+        major, minor, _ = unicorn.uc_version()
+        if (major, minor) < (2, 1):
+            return Viability.no(
+                f"unicorn {major}.{minor} is too old (needs >= 2.1 for the TB size control); "
+                f"pip install unicorn=={UNICORN_VERSION}"
+            )
+        return Viability.ok()
+
+    # -- contract ---------------------------------------------------------------------------
+
+    def attach(self, machine: VirtMachine) -> None:
+        """Check the CPU model, size the context pool by maxcpus, start the stop service."""
+        model = machine.config.cpu_model
+        if model not in CPU_MODELS:
+            raise ConfigError(
+                f"tcg-unicorn: CPU model {model!r} needs KVM; under TCG use one of "
+                f"{', '.join(CPU_MODELS)}"
+            )
+        if machine.memory is None:
+            raise BackendError("tcg-unicorn: attach before the machine has RAM")
+        super().attach(machine)
+        memory = machine.memory
+        self._ram = RamMapping(memory.base, memory.size, memory.host_address)
+        self._mmio = machine_mmio_regions(machine)
+        self.pool = TranslationContextPool(machine.topology.smp.maxcpus)
+        if self._stopper is None:
+            self._stopper = StopRetrier()
+
+    def _require_machine(self) -> tuple[VirtMachine, TranslationContextPool, StopRetrier]:
+        if self.machine is None or self.pool is None or self._stopper is None:
+            raise BackendError("tcg-unicorn: the backend is not attached to a machine")
+        return self.machine, self.pool, self._stopper
+
+    def create_vcpu(self, slot: CpuSlot) -> UnicornVcpu:
+        """A new engine for ``slot`` (no thread yet)."""
+        machine, pool, stopper = self._require_machine()
+        if slot.index in self.vcpus:
+            raise BackendError(f"tcg-unicorn: CPU {slot.index} already has an engine")
+        assert self._ram is not None
+        vcpu = UnicornVcpu(slot, machine=machine, pool=pool, stopper=stopper,
+                           cpu_model=machine.config.cpu_model, tb_size=self.tb_size,
+                           ram=self._ram, mmio=self._mmio)
+        self.vcpus[slot.index] = vcpu
+        self.total_engines_created += 1
+        return vcpu
+
+    def _own(self, vcpu: BackendVcpu) -> UnicornVcpu:
+        if not isinstance(vcpu, UnicornVcpu) or self.vcpus.get(vcpu.slot.index) is not vcpu:
+            raise BackendError(f"tcg-unicorn: {vcpu!r} is not a vCPU of this backend")
+        return vcpu
+
+    def realize_vcpu(self, vcpu: BackendVcpu) -> None:
+        """Start the vCPU's host thread (powered off; it registers a translation context)."""
+        own = self._own(vcpu)
+        own.start_thread(paused=self.paused)
+        self.total_threads_started += 1
+
+    def unrealize_vcpu(self, vcpu: BackendVcpu) -> None:
+        """Make the thread exit and join it; its translation context is unregistered."""
+        own = self._own(vcpu)
+        if own.thread is not None:
+            own.stop_thread()
+            self.total_threads_joined += 1
+
+    def destroy_vcpu(self, vcpu: BackendVcpu) -> None:
+        """Close the engine of an unrealized vCPU."""
+        own = self._own(vcpu)
+        if own.thread is not None:
+            raise BackendError(f"tcg-unicorn: CPU {own.index} still has a thread; unrealize first")
+        own.engine.close()
+        self._retired_irqs += own.irqs_taken
+        self._retired_faults += own.faults
+        del self.vcpus[own.index]
+        self.total_engines_closed += 1
+
+    def power_on(self, vcpu: BackendVcpu, entry_point: int, args: Sequence[int]) -> None:
+        """Start the vCPU at ``entry_point`` with ``args`` in x0..; non-blocking."""
+        self._own(vcpu).power_on(entry_point, args)
+
+    def power_off(self, vcpu: BackendVcpu) -> None:
+        """Stop executing the vCPU (never waits for it)."""
+        self._own(vcpu).power_off()
+
+    def kick(self, vcpu: BackendVcpu) -> None:
+        """Wake the vCPU or stop its engine so it looks at its IRQ line."""
+        own = self.vcpus.get(vcpu.slot.index)
+        if own is vcpu:
+            own.kick()
+
+    def pause(self) -> None:
+        """Hold every vCPU between engine runs; waits (bounded) until their engines stopped."""
+        self.paused = True
+        vcpus = list(self.vcpus.values())
+        for vcpu in vcpus:
+            vcpu.set_paused(True)
+        for vcpu in vcpus:
+            if not vcpu.wait_until_stopped(PAUSE_TIMEOUT):
+                raise BackendError(f"tcg-unicorn: CPU {vcpu.index} did not pause "
+                                   f"within {PAUSE_TIMEOUT}s")
+
+    def resume(self) -> None:
+        """Let every vCPU run again."""
+        self.paused = False
+        for vcpu in list(self.vcpus.values()):
+            vcpu.set_paused(False)
+
+    def stats(self) -> dict[str, Any]:
+        """Live engines and threads, the translation-context pool, cumulative totals."""
+        vcpus = list(self.vcpus.values())
+        pool = self.pool.stats() if self.pool is not None else {}
+        return {
+            "engines": self.total_engines_created - self.total_engines_closed,
+            "threads": sum(1 for v in vcpus if v.thread_alive),
+            "service_threads": int(self._stopper is not None and self._stopper.alive),
+            **pool,
+            "tb_size_mib": self.tb_size // memmap.MiB,
+            "total_engines_created": self.total_engines_created,
+            "total_engines_closed": self.total_engines_closed,
+            "total_threads_started": self.total_threads_started,
+            "total_threads_joined": self.total_threads_joined,
+            "total_irqs_delivered": self._retired_irqs + sum(v.irqs_taken for v in vcpus),
+            "total_faults": self._retired_faults + sum(v.faults for v in vcpus),
+        }
+
+    def close(self) -> None:
+        """Join every thread, close every engine, stop the service thread."""
+        errors: list[str] = []
+        for vcpu in list(self.vcpus.values()):
+            try:
+                self.unrealize_vcpu(vcpu)
+                vcpu.realized = False
+                self.destroy_vcpu(vcpu)
+            except BackendError as exc:
+                errors.append(str(exc))
+        if self._stopper is not None:
+            self._stopper.close()
+            self._stopper = None
+        if errors:
+            raise BackendError("tcg-unicorn: close left resources behind: " + "; ".join(errors))

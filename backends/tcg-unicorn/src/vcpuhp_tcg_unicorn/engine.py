@@ -1,0 +1,280 @@
+"""One Unicorn AArch64 engine: the execution state of one vCPU.
+
+The engine maps the machine's RAM (one host buffer shared by every engine,
+``uc_mem_map_ptr``) and its MMIO regions (routed to a :class:`GuestExits`),
+answers ``MRS MPIDR_EL1`` with the vCPU's own value, and forwards every
+exception Unicorn raises to the :class:`GuestExits` (Unicorn never enters the
+guest's vector table itself). It knows registers and Unicorn, nothing about
+threads or the machine.
+
+Measured on Unicorn 2.1.4 (the reasons for some of what follows):
+
+* the CPU starts at EL1h with DAIF masked, but ``SCR_EL3.RW`` is 0, which
+  makes every AArch64 ``eret`` at EL1 an *illegal exception return*
+  (``PSTATE.IL`` set, EL1t becomes EL1h); the engine sets ``SCR_EL3.RW``;
+* ``MPIDR_EL1`` reads 0x80000000 on every engine and cannot be written (nor
+  through ``VMPIDR_EL2``), so an MRS hook supplies it;
+* an MRS/MSR hook that returns "handled" for a register Unicorn does not
+  implement re-executes forever; such registers must be left to trap;
+* the translation buffer size (``UC_CTL_TCG_BUFFER_SIZE``) only takes
+  effect when set before the engine initialises (its first mapping).
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from vcpuhp.errors import BackendError
+from vcpuhp_tcg_unicorn.binding import UcError, arm64, unicorn
+from vcpuhp_tcg_unicorn.binding import const as unicorn_const
+
+PSTATE_I: Final = 1 << 7
+PSTATE_DAIF: Final = 0xF << 6
+PSTATE_NZCV: Final = 0xF << 28
+PSTATE_EL1H: Final = 0b0101
+"""``M[3:0]`` of EL1 using SP_EL1."""
+RESET_PSTATE: Final = PSTATE_DAIF | PSTATE_EL1H
+"""How a vCPU starts (PSCI ``CPU_ON``, boot): EL1h, DAIF masked."""
+SCR_EL3_RW: Final = 1 << 10
+VECTOR_IRQ_CURRENT_SPX: Final = 0x280
+VECTOR_IRQ_CURRENT_SP0: Final = 0x080
+VECTOR_IRQ_LOWER_A64: Final = 0x480
+NEVER: Final = 0xFFFF_FFFF_FFFF_FFFF
+"""``until`` address of ``emu_start``: never reached (not 4-byte aligned)."""
+
+#: ``(op0, op1, CRn, CRm, op2)`` of registers reached through Unicorn's CP interface.
+_SCR_EL3: Final = (3, 6, 1, 1, 0)
+_SPSR_EL1: Final = (3, 0, 4, 0, 0)
+_MPIDR_EL1: Final = (3, 0, 0, 0, 5)
+
+#: Unicorn ``exception_index`` values the interrupt hook can see (QEMU ``EXCP_*``).
+EXCP_UDEF: Final = 1
+EXCP_SWI: Final = 2
+EXCP_PREFETCH_ABORT: Final = 3
+EXCP_DATA_ABORT: Final = 4
+EXCP_BKPT: Final = 7
+EXCP_HVC: Final = 11
+EXCP_SMC: Final = 13
+EXCEPTION_NAMES: Final = {
+    EXCP_UDEF: "undefined instruction", EXCP_SWI: "svc", EXCP_PREFETCH_ABORT: "prefetch abort",
+    EXCP_DATA_ABORT: "data abort", 5: "irq", 6: "fiq", EXCP_BKPT: "breakpoint",
+    EXCP_HVC: "hvc", EXCP_SMC: "smc",
+}
+
+#: ``MachineConfig.cpu_model`` -> the Unicorn CPU model constant (``unicorn.arm64_const``).
+CPU_MODELS: Final[dict[str, str]] = {
+    "cortex-a57": "UC_CPU_ARM64_A57",
+    "cortex-a72": "UC_CPU_ARM64_A72",
+    "max": "UC_CPU_ARM64_MAX",
+}
+
+_serials = itertools.count(1)
+
+
+class GuestExits(Protocol):
+    """Where an engine sends what the guest does that Unicorn does not handle."""
+
+    def mmio_read(self, addr: int, size: int) -> int:
+        """A guest read of ``size`` bytes at guest-physical ``addr`` in an MMIO region."""
+
+    def mmio_write(self, addr: int, size: int, value: int) -> None:
+        """A guest write of ``size`` bytes at ``addr`` in an MMIO region."""
+
+    def exception(self, intno: int) -> None:
+        """Unicorn raised exception ``intno`` (``EXCP_*``); handle it or raise to stop."""
+
+    def unmapped(self, access: int, addr: int, size: int) -> None:
+        """The guest touched unmapped memory; the engine stops with an error next."""
+
+
+@dataclass(frozen=True)
+class RamMapping:
+    """The guest RAM every engine maps: ``size`` bytes at ``base``, held at ``host_address``."""
+
+    base: int
+    size: int
+    host_address: int
+
+
+def _x_register(n: int) -> int:
+    if 0 <= n <= 28:
+        return int(arm64.UC_ARM64_REG_X0) + n
+    if n == 29:
+        return int(arm64.UC_ARM64_REG_X29)
+    if n == 30:
+        return int(arm64.UC_ARM64_REG_X30)
+    raise ValueError(f"x{n} is not a general-purpose register (x0-x30)")
+
+
+class Engine:
+    """A Unicorn AArch64 engine with the machine's memory map.
+
+    Only the vCPU's own thread calls its methods, except :meth:`stop`, which
+    any thread may call while :meth:`run` executes.
+    """
+
+    def __init__(
+        self,
+        *,
+        cpu_model: str,
+        tb_size: int,
+        ram: RamMapping,
+        mmio: Sequence[tuple[int, int]],
+        mpidr: int,
+        exits: GuestExits,
+    ) -> None:
+        if cpu_model not in CPU_MODELS:
+            raise BackendError(
+                f"tcg-unicorn: CPU model {cpu_model!r} is not available under TCG; "
+                f"valid: {', '.join(CPU_MODELS)}"
+            )
+        self.id = next(_serials)
+        self.cpu_model = cpu_model
+        self.mpidr = mpidr
+        self._exits = exits
+        self.closed = False
+        try:
+            self.uc: Any = unicorn.Uc(unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM,
+                                      getattr(arm64, CPU_MODELS[cpu_model]))
+            self.uc.ctl_set_tcg_buffer_size(tb_size)
+            self.uc.mem_map_ptr(ram.base, ram.size, unicorn_const.UC_PROT_ALL, ram.host_address)
+            for base, size in mmio:
+                self.uc.mmio_map(base, size, self._mmio_read, base, self._mmio_write, base)
+            self.uc.hook_add(unicorn_const.UC_HOOK_INTR, self._on_interrupt)
+            self.uc.hook_add(unicorn_const.UC_HOOK_INSN, self._on_mrs, None, 1, 0,
+                             arm64.UC_ARM64_INS_MRS)
+            self.uc.hook_add(unicorn_const.UC_HOOK_MEM_INVALID, self._on_invalid_memory)
+            self.tb_size = int(self.uc.ctl_get_tcg_buffer_size())
+            self.uc.cpr_write(*_SCR_EL3, self.uc.cpr_read(*_SCR_EL3) | SCR_EL3_RW)
+            self.uc.reg_write(arm64.UC_ARM64_REG_PSTATE, RESET_PSTATE)
+            self._reset_context = self.uc.context_save()
+        except UcError as exc:
+            self.close()
+            raise BackendError(f"tcg-unicorn: cannot create an AArch64 engine: {exc}") from exc
+
+    # -- hooks (run on the vCPU thread, inside run()) -------------------------------------
+
+    def _mmio_read(self, _uc: Any, offset: int, size: int, base: int) -> int:
+        return self._exits.mmio_read(base + offset, size)
+
+    def _mmio_write(self, _uc: Any, offset: int, size: int, value: int, base: int) -> None:
+        self._exits.mmio_write(base + offset, size, value)
+
+    def _on_interrupt(self, _uc: Any, intno: int, _data: Any) -> None:
+        self._exits.exception(intno)
+
+    def _on_mrs(self, uc: Any, reg: int, cp: Any, _data: Any) -> int:
+        if (cp.op0, cp.op1, cp.crn, cp.crm, cp.op2) == _MPIDR_EL1:
+            if reg != arm64.UC_ARM64_REG_XZR:
+                uc.reg_write(reg, self.mpidr)
+            return 1
+        return 0  # Unicorn's own register, or one it lacks (then it traps as UNDEFINED)
+
+    def _on_invalid_memory(
+        self, _uc: Any, access: int, addr: int, size: int, _value: int, _data: Any
+    ) -> bool:
+        self._exits.unmapped(access, addr, size)
+        return False
+
+    # -- execution --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Execute from the current PC until stopped, WFI or an error (raises it)."""
+        self.uc.emu_start(self.pc, NEVER)
+
+    def stop(self) -> None:
+        """Ask a running :meth:`run` to return (any thread; no effect when not running)."""
+        if not self.closed:
+            self.uc.emu_stop()
+
+    def reset(self, entry_point: int, args: Sequence[int]) -> None:
+        """Reset the CPU state; start at ``entry_point`` at EL1h with ``args`` in x0, x1, ..."""
+        if len(args) > 8:
+            raise ValueError(f"{len(args)} arguments given; x0-x7 hold at most 8")
+        self.uc.context_restore(self._reset_context)
+        for n, value in enumerate(args):
+            self.set_x(n, value)
+        self.uc.reg_write(arm64.UC_ARM64_REG_PSTATE, RESET_PSTATE)
+        self.pc = entry_point
+
+    def close(self) -> None:
+        """Free the engine (``uc_close``) now rather than at garbage collection."""
+        if self.closed:
+            return
+        self.closed = True
+        uc = getattr(self, "uc", None)
+        if uc is None:
+            return
+        finalizer = getattr(uc, "_Uc__finalizer", None)
+        if finalizer is not None:
+            finalizer()  # runs uc_close once; the binding's own finalizer is then dead
+        # The binding's callbacks hold the Uc object: break the cycle.
+        uc._callbacks.clear()
+        uc._mmio_callbacks.clear()
+        self._reset_context = None
+
+    # -- registers -------------------------------------------------------------------------
+
+    @property
+    def pc(self) -> int:
+        """The program counter."""
+        return int(self.uc.reg_read(arm64.UC_ARM64_REG_PC))
+
+    @pc.setter
+    def pc(self, value: int) -> None:
+        self.uc.reg_write(arm64.UC_ARM64_REG_PC, value)
+
+    @property
+    def pstate(self) -> int:
+        """``PSTATE`` as an SPSR value (NZCV, DAIF, M)."""
+        return int(self.uc.reg_read(arm64.UC_ARM64_REG_PSTATE))
+
+    def x(self, n: int) -> int:
+        """General-purpose register ``xN`` (``n`` = 31 reads the zero register)."""
+        return 0 if n == 31 else int(self.uc.reg_read(_x_register(n)))
+
+    def set_x(self, n: int, value: int) -> None:
+        """Write ``xN`` (``n`` = 31, the zero register, discards)."""
+        if n != 31:
+            self.uc.reg_write(_x_register(n), value & 0xFFFF_FFFF_FFFF_FFFF)
+
+    def instruction_at(self, addr: int) -> int:
+        """The 32-bit instruction word at guest address ``addr``."""
+        return int(struct.unpack("<I", bytes(self.uc.mem_read(addr, 4)))[0])
+
+    def irq_masked(self) -> bool:
+        """Whether ``PSTATE.I`` masks IRQs."""
+        return bool(self.pstate & PSTATE_I)
+
+    def take_irq(self) -> bool:
+        """Enter the guest's IRQ vector as the hardware would; ``False`` if IRQs are masked.
+
+        ``ELR_EL1`` = PC, ``SPSR_EL1`` = PSTATE, PSTATE = EL1h with DAIF masked,
+        PC = ``VBAR_EL1`` + the vector offset for where the CPU was.
+        """
+        pstate = self.pstate
+        if pstate & PSTATE_I:
+            return False
+        el, on_sp_elx = (pstate >> 2) & 3, pstate & 1
+        if el == 0:
+            offset = VECTOR_IRQ_LOWER_A64
+        else:
+            offset = VECTOR_IRQ_CURRENT_SPX if on_sp_elx else VECTOR_IRQ_CURRENT_SP0
+        uc = self.uc
+        uc.reg_write(arm64.UC_ARM64_REG_ELR_EL1, self.pc)
+        uc.cpr_write(*_SPSR_EL1, pstate)
+        new_pstate = (pstate & PSTATE_NZCV) | PSTATE_DAIF | PSTATE_EL1H
+        if on_sp_elx and el == 1:
+            uc.reg_write(arm64.UC_ARM64_REG_PSTATE, new_pstate)
+        else:  # SP_EL0 was live: bank it and make SP_EL1 live
+            sp_el0 = uc.reg_read(arm64.UC_ARM64_REG_SP)
+            sp_el1 = uc.reg_read(arm64.UC_ARM64_REG_SP_EL1)
+            uc.reg_write(arm64.UC_ARM64_REG_SP_EL0, sp_el0)
+            uc.reg_write(arm64.UC_ARM64_REG_PSTATE, new_pstate)
+            uc.reg_write(arm64.UC_ARM64_REG_SP, sp_el1)
+        self.pc = int(uc.reg_read(arm64.UC_ARM64_REG_VBAR_EL1)) + offset
+        return True
