@@ -13,14 +13,31 @@ from typing import TextIO
 
 from vcpuhp import events as ev
 from vcpuhp.machine import VirtMachine
+from vcpuhp.masks import CpuMasks
 
 STEP_TIMEOUT = 60.0
 
 
 def _settle(machine: VirtMachine, recorder: ev.EventRecorder, name: str, index: int) -> float:
+    """Wait for the machine event, then (on an executing backend) for the guest to print
+    masks that agree with the machine's; returns the seconds until the event."""
     started = time.perf_counter()
     recorder.wait_for(name, lambda e: e.data.get("cpu_index") == index, timeout=STEP_TIMEOUT)
-    return time.perf_counter() - started
+    took = time.perf_counter() - started
+    if machine.backend.capabilities.executes_guest_code:
+        expected = machine.cpu_masks()
+        recorder.wait_for(ev.CONSOLE, lambda e: _masks_line(e.data["line"]) == expected,
+                          timeout=STEP_TIMEOUT)
+    return took
+
+
+def _masks_line(line: str) -> CpuMasks | None:
+    if not line.startswith("possible "):
+        return None
+    try:
+        return CpuMasks.parse(line)
+    except ValueError:
+        return None
 
 
 def run_demo(machine: VirtMachine, out: TextIO, cycles: int = 1) -> int:
