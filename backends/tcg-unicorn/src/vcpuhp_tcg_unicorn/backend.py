@@ -17,8 +17,14 @@ not leak across plug cycles is the per-thread translation context, which the
 :class:`~vcpuhp_tcg_unicorn.pool.TranslationContextPool` accounts for, bounded
 by ``maxcpus``.
 
-Option ``tb-size=N`` (MiB, default 32): each engine's translation buffer,
-passed to Unicorn as ``UC_CTL_TCG_BUFFER_SIZE`` before the engine initialises.
+Options (``--accel tcg-unicorn,tb-size=64,slice-insns=50000``):
+
+``tb-size=N``
+    MiB of translation buffer per engine (default 32), passed to Unicorn as
+    ``UC_CTL_TCG_BUFFER_SIZE`` before the engine initialises.
+``slice-insns=N``
+    guest instructions a vCPU runs before it looks at interrupts, pause and
+    power-off requests again (default 100000, about a millisecond).
 """
 
 from __future__ import annotations
@@ -33,8 +39,7 @@ from vcpuhp.topology import CpuSlot
 from vcpuhp_tcg_unicorn import binding
 from vcpuhp_tcg_unicorn.engine import CPU_MODELS, RamMapping
 from vcpuhp_tcg_unicorn.pool import TranslationContextPool
-from vcpuhp_tcg_unicorn.stopper import StopRetrier
-from vcpuhp_tcg_unicorn.vcpu import UnicornVcpu
+from vcpuhp_tcg_unicorn.vcpu import DEFAULT_SLICE, UnicornVcpu
 
 if TYPE_CHECKING:
     from vcpuhp.machine import VirtMachine
@@ -43,27 +48,36 @@ UNICORN_VERSION: Final = "2.1.4"
 DEFAULT_TB_SIZE_MIB: Final = 32
 MAX_TB_SIZE_MIB: Final = 4095
 """Unicorn takes the size as a 32-bit byte count."""
-OPTIONS: Final = ("tb-size",)
+MAX_SLICE: Final = 1 << 30
+OPTIONS: Final = ("tb-size", "slice-insns")
 PAUSE_TIMEOUT: Final = 2.0
 MMIO_PAGE: Final = 0x1000
 """MMIO mappings are rounded up to this (Unicorn maps whole target pages)."""
 
 
-def parse_tb_size(options: Mapping[str, str]) -> int:
-    """The ``tb-size`` option in bytes (given in MiB)."""
+def _whole_number(options: Mapping[str, str], key: str, default: int, low: int, high: int,
+                  unit: str) -> int:
+    text = options.get(key, str(default))
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise ConfigError(f"tcg-unicorn: {key}={text!r} is not a whole number of {unit}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"tcg-unicorn: {key}={value} is out of range {low}-{high} ({unit})")
+    return value
+
+
+def parse_options(options: Mapping[str, str]) -> tuple[int, int]:
+    """``(tb-size in bytes, slice-insns)`` from the backend options."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ConfigError(
             f"tcg-unicorn: unknown option(s) {', '.join(unknown)}; valid: {', '.join(OPTIONS)}"
         )
-    text = options.get("tb-size", str(DEFAULT_TB_SIZE_MIB))
-    try:
-        mib = int(text, 10)
-    except ValueError:
-        raise ConfigError(f"tcg-unicorn: tb-size={text!r} is not a whole number of MiB") from None
-    if not 1 <= mib <= MAX_TB_SIZE_MIB:
-        raise ConfigError(f"tcg-unicorn: tb-size={mib} is out of range 1-{MAX_TB_SIZE_MIB} (MiB)")
-    return mib * memmap.MiB
+    tb_mib = _whole_number(options, "tb-size", DEFAULT_TB_SIZE_MIB, 1, MAX_TB_SIZE_MIB, "MiB")
+    slice_insns = _whole_number(options, "slice-insns", DEFAULT_SLICE, 1, MAX_SLICE,
+                                "instructions")
+    return tb_mib * memmap.MiB, slice_insns
 
 
 def machine_mmio_regions(machine: VirtMachine) -> list[tuple[int, int]]:
@@ -88,10 +102,9 @@ class UnicornBackend(AcceleratorBackend):
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
         super().__init__(options)
-        self.tb_size = parse_tb_size(self.options)
+        self.tb_size, self.slice_instructions = parse_options(self.options)
         self.vcpus: dict[int, UnicornVcpu] = {}
         self.pool: TranslationContextPool | None = None
-        self._stopper: StopRetrier | None = None
         self._ram: RamMapping | None = None
         self._mmio: list[tuple[int, int]] = []
         self.paused = False
@@ -124,7 +137,7 @@ class UnicornBackend(AcceleratorBackend):
     # -- contract ---------------------------------------------------------------------------
 
     def attach(self, machine: VirtMachine) -> None:
-        """Check the CPU model, size the context pool by maxcpus, start the stop service."""
+        """Check the CPU model and size the translation-context pool by maxcpus."""
         model = machine.config.cpu_model
         if model not in CPU_MODELS:
             raise ConfigError(
@@ -138,23 +151,22 @@ class UnicornBackend(AcceleratorBackend):
         self._ram = RamMapping(memory.base, memory.size, memory.host_address)
         self._mmio = machine_mmio_regions(machine)
         self.pool = TranslationContextPool(machine.topology.smp.maxcpus)
-        if self._stopper is None:
-            self._stopper = StopRetrier()
 
-    def _require_machine(self) -> tuple[VirtMachine, TranslationContextPool, StopRetrier]:
-        if self.machine is None or self.pool is None or self._stopper is None:
+    def _require_machine(self) -> tuple[VirtMachine, TranslationContextPool]:
+        if self.machine is None or self.pool is None:
             raise BackendError("tcg-unicorn: the backend is not attached to a machine")
-        return self.machine, self.pool, self._stopper
+        return self.machine, self.pool
 
     def create_vcpu(self, slot: CpuSlot) -> UnicornVcpu:
         """A new engine for ``slot`` (no thread yet)."""
-        machine, pool, stopper = self._require_machine()
+        machine, pool = self._require_machine()
         if slot.index in self.vcpus:
             raise BackendError(f"tcg-unicorn: CPU {slot.index} already has an engine")
         assert self._ram is not None
-        vcpu = UnicornVcpu(slot, machine=machine, pool=pool, stopper=stopper,
+        vcpu = UnicornVcpu(slot, machine=machine, pool=pool,
                            cpu_model=machine.config.cpu_model, tb_size=self.tb_size,
-                           ram=self._ram, mmio=self._mmio)
+                           ram=self._ram, mmio=self._mmio,
+                           slice_instructions=self.slice_instructions)
         self.vcpus[slot.index] = vcpu
         self.total_engines_created += 1
         return vcpu
@@ -197,13 +209,13 @@ class UnicornBackend(AcceleratorBackend):
         self._own(vcpu).power_off()
 
     def kick(self, vcpu: BackendVcpu) -> None:
-        """Wake the vCPU or stop its engine so it looks at its IRQ line."""
+        """Wake the vCPU from ``wfi``; a running one looks at its IRQ line at its slice end."""
         own = self.vcpus.get(vcpu.slot.index)
         if own is vcpu:
             own.kick()
 
     def pause(self) -> None:
-        """Hold every vCPU between engine runs; waits (bounded) until their engines stopped."""
+        """Hold every vCPU; waits (bounded by a slice) until none executes guest code."""
         self.paused = True
         vcpus = list(self.vcpus.values())
         for vcpu in vcpus:
@@ -226,9 +238,9 @@ class UnicornBackend(AcceleratorBackend):
         return {
             "engines": self.total_engines_created - self.total_engines_closed,
             "threads": sum(1 for v in vcpus if v.thread_alive),
-            "service_threads": int(self._stopper is not None and self._stopper.alive),
             **pool,
             "tb_size_mib": self.tb_size // memmap.MiB,
+            "slice_insns": self.slice_instructions,
             "total_engines_created": self.total_engines_created,
             "total_engines_closed": self.total_engines_closed,
             "total_threads_started": self.total_threads_started,
@@ -238,7 +250,7 @@ class UnicornBackend(AcceleratorBackend):
         }
 
     def close(self) -> None:
-        """Join every thread, close every engine, stop the service thread."""
+        """Join every thread and close every engine."""
         errors: list[str] = []
         for vcpu in list(self.vcpus.values()):
             try:
@@ -247,8 +259,5 @@ class UnicornBackend(AcceleratorBackend):
                 self.destroy_vcpu(vcpu)
             except BackendError as exc:
                 errors.append(str(exc))
-        if self._stopper is not None:
-            self._stopper.close()
-            self._stopper = None
         if errors:
             raise BackendError("tcg-unicorn: close left resources behind: " + "; ".join(errors))

@@ -17,7 +17,17 @@ Measured on Unicorn 2.1.4 (the reasons for some of what follows):
 * an MRS/MSR hook that returns "handled" for a register Unicorn does not
   implement re-executes forever; such registers must be left to trap;
 * the translation buffer size (``UC_CTL_TCG_BUFFER_SIZE``) only takes
-  effect when set before the engine initialises (its first mapping).
+  effect when set before the engine initialises (its first mapping);
+* Unicorn checks for a pending stop after *every* guest load and store and
+  then restores PC to that instruction although it already executed: a
+  ``uc_emu_stop`` that lands there (from another thread, or from inside an
+  MMIO callback) makes the access run twice when emulation resumes -- an
+  MMIO write with side effects (an eject) happens twice, and a load into its
+  own base register (``ldr x0, [x0]``) resumes with a corrupted base. Stops
+  taken at an instruction boundary are exact: the instruction-count limit of
+  ``emu_start`` (checked before each instruction) and a stop requested from
+  the interrupt hook (outside translated code). So :meth:`Engine.run` runs
+  bounded slices and nothing else ever stops a running engine.
 """
 
 from __future__ import annotations
@@ -113,8 +123,8 @@ def _x_register(n: int) -> int:
 class Engine:
     """A Unicorn AArch64 engine with the machine's memory map.
 
-    Only the vCPU's own thread calls its methods, except :meth:`stop`, which
-    any thread may call while :meth:`run` executes.
+    Created before its vCPU thread starts and closed after that thread was
+    joined; in between only the vCPU thread touches it.
     """
 
     def __init__(
@@ -136,6 +146,7 @@ class Engine:
         self.cpu_model = cpu_model
         self.mpidr = mpidr
         self._exits = exits
+        self._hook_error: BaseException | None = None
         self.closed = False
         try:
             self.uc: Any = unicorn.Uc(unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM,
@@ -158,19 +169,41 @@ class Engine:
 
     # -- hooks (run on the vCPU thread, inside run()) -------------------------------------
 
+    # Every hook catches what its handler raises, remembers the first error, stops the
+    # engine and returns a well-formed value; run() raises the error afterwards. (The
+    # binding does the same but returns None to C, which ctypes reports as unraisable.)
+
+    def _fail(self, error: BaseException) -> None:
+        if self._hook_error is None:
+            self._hook_error = error
+        self.uc.emu_stop()
+
     def _mmio_read(self, _uc: Any, offset: int, size: int, base: int) -> int:
-        return self._exits.mmio_read(base + offset, size)
+        try:
+            return self._exits.mmio_read(base + offset, size)
+        except BaseException as exc:
+            self._fail(exc)
+            return 0
 
     def _mmio_write(self, _uc: Any, offset: int, size: int, value: int, base: int) -> None:
-        self._exits.mmio_write(base + offset, size, value)
+        try:
+            self._exits.mmio_write(base + offset, size, value)
+        except BaseException as exc:
+            self._fail(exc)
 
     def _on_interrupt(self, _uc: Any, intno: int, _data: Any) -> None:
-        self._exits.exception(intno)
+        try:
+            self._exits.exception(intno)
+        except BaseException as exc:
+            self._fail(exc)
 
     def _on_mrs(self, uc: Any, reg: int, cp: Any, _data: Any) -> int:
         if (cp.op0, cp.op1, cp.crn, cp.crm, cp.op2) == _MPIDR_EL1:
-            if reg != arm64.UC_ARM64_REG_XZR:
-                uc.reg_write(reg, self.mpidr)
+            try:
+                if reg != arm64.UC_ARM64_REG_XZR:
+                    uc.reg_write(reg, self.mpidr)
+            except BaseException as exc:
+                self._fail(exc)
             return 1
         return 0  # Unicorn's own register, or one it lacks (then it traps as UNDEFINED)
 
@@ -182,14 +215,27 @@ class Engine:
 
     # -- execution --------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Execute from the current PC until stopped, WFI or an error (raises it)."""
-        self.uc.emu_start(self.pc, NEVER)
+    def run(self, max_instructions: int) -> None:
+        """Execute from PC until ``max_instructions`` ran, ``wfi``, or an error (raised).
 
-    def stop(self) -> None:
-        """Ask a running :meth:`run` to return (any thread; no effect when not running)."""
-        if not self.closed:
-            self.uc.emu_stop()
+        Runs on the vCPU's own thread only; nothing stops it from outside. An
+        exception raised by a :class:`GuestExits` handler stops the run and is
+        raised here (after an MMIO callback this leaves PC at the accessing
+        instruction; the caller discards such a vCPU's state).
+        """
+        self._hook_error = None
+        self.uc.emu_start(self.pc, NEVER, 0, max_instructions)
+        error, self._hook_error = self._hook_error, None
+        if error is not None:
+            raise error
+
+    def stop_from_exception_hook(self) -> None:
+        """End :meth:`run` after the current exception hook returns.
+
+        Only exact when called from the interrupt hook (see the module notes);
+        never call it from an MMIO callback or another thread.
+        """
+        self.uc.emu_stop()
 
     def reset(self, entry_point: int, args: Sequence[int]) -> None:
         """Reset the CPU state; start at ``entry_point`` at EL1h with ``args`` in x0, x1, ..."""

@@ -1,14 +1,20 @@
 """A vCPU: one Unicorn engine driven by one host thread.
 
+Execution runs in *slices*: ``emu_start`` with an instruction budget
+(:data:`DEFAULT_SLICE`, backend option ``slice-insns``). Between slices, and
+whenever ``wfi`` ends one early, the thread looks at what it was asked to do.
+Nothing ever stops a running engine from outside: Unicorn 2.1.4 makes such a
+stop re-execute the last load or store (see :mod:`~vcpuhp_tcg_unicorn.engine`).
+
 Threads and locks (the machine has one ``RLock``; each vCPU has a
 :class:`threading.Condition` of its own):
 
 * Everything that changes what a vCPU thread should do -- ``power_on``,
   ``power_off``, ``kick``, pause, unrealize -- only updates fields under the
-  vCPU's condition, notifies it, and asks a running engine to stop. None of
-  it blocks, so the machine may call it with its lock held, from any thread
-  (PSCI ``CPU_ON`` of B runs on A's thread; ``CPU_OFF`` runs on the CPU's own
-  thread inside its ``hvc`` hook).
+  vCPU's condition and notifies it. None of it blocks, so the machine may call
+  it with its lock held, from any thread (PSCI ``CPU_ON`` of B runs on A's
+  thread; ``CPU_OFF`` runs on the CPU's own thread inside its ``hvc`` hook).
+  A running vCPU notices at the end of its slice.
 * The vCPU thread never holds its condition while it calls the machine, and
   the machine never needs a vCPU's condition to make progress: no lock-order
   cycle.
@@ -22,15 +28,18 @@ Threads and locks (the machine has one ``RLock``; each vCPU has a
   off, which eject requires) or it abandons the wait.
 * Every power-state change bumps an *epoch*. A hook that went to the machine
   compares epochs when it comes back: if its own vCPU was powered off or reset
-  meanwhile (``CPU_OFF``, ``SYSTEM_RESET``) it stops the engine and leaves the
-  registers alone.
+  meanwhile (``CPU_OFF``, ``SYSTEM_RESET``) it ends the slice from the
+  exception hook (an exact stop) and leaves the registers alone.
+* While the machine is paused, a vCPU that completes a machine call inside a
+  hook waits there (the access done, the instruction not yet retired) until
+  resume, so it executes nothing more.
 
 Interrupts: Unicorn never enters the guest's vector table, so the thread does
-it (:meth:`Engine.take_irq`) between engine runs when the GIC says the IRQ line
-is up and ``PSTATE.I`` is clear. The GIC signals (``kick``) whenever a CPU may
-have something new; a running engine is stopped to take it. After ``wfi`` the
-thread sleeps on its condition until a kick. With an IRQ pending but masked
-the engine is stopped every :data:`MASKED_IRQ_POLL` seconds to look again.
+it (:meth:`Engine.take_irq`) between slices when the GIC says the IRQ line is
+up and ``PSTATE.I`` is clear. After ``wfi`` the thread sleeps on its condition
+until a kick (the GIC signals whenever a CPU may have something new); a
+running vCPU takes a new interrupt at the end of its slice, and a masked one
+as soon as a slice ends with ``PSTATE.I`` clear.
 """
 
 from __future__ import annotations
@@ -57,7 +66,6 @@ from vcpuhp_tcg_unicorn.engine import (
     RamMapping,
 )
 from vcpuhp_tcg_unicorn.pool import TranslationContext, TranslationContextPool
-from vcpuhp_tcg_unicorn.stopper import StopRetrier
 
 if TYPE_CHECKING:
     from vcpuhp.machine import VirtMachine
@@ -65,10 +73,9 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-STOP_RETRY_PERIOD: Final = 0.001
-"""Seconds between re-issued stops while a stop is not acknowledged."""
-MASKED_IRQ_POLL: Final = 0.002
-"""Seconds between looks at ``PSTATE.I`` while an interrupt is pending but masked."""
+DEFAULT_SLICE: Final = 100_000
+"""Guest instructions per ``emu_start`` (about a millisecond): the latency of
+interrupts, pause and power-off for a vCPU that is busy (not in ``wfi``)."""
 LOCK_POLL: Final = 0.02
 """Seconds between checks for "give up" while waiting for the machine lock."""
 JOIN_TIMEOUT: Final = 10.0
@@ -108,16 +115,16 @@ class UnicornVcpu(BackendVcpu):
         *,
         machine: VirtMachine,
         pool: TranslationContextPool,
-        stopper: StopRetrier,
         cpu_model: str,
         tb_size: int,
         ram: RamMapping,
         mmio: Sequence[tuple[int, int]],
+        slice_instructions: int = DEFAULT_SLICE,
     ) -> None:
         super().__init__(slot)
         self._machine = machine
         self._pool = pool
-        self._stopper = stopper
+        self.slice_instructions = slice_instructions
         self.engine = Engine(cpu_model=cpu_model, tb_size=tb_size, ram=ram, mmio=mmio,
                              mpidr=slot.mpidr, exits=self)
         self._cond = threading.Condition()
@@ -130,6 +137,7 @@ class UnicornVcpu(BackendVcpu):
         self._kicked = False
         self._in_engine = False
         self._blocked_on_machine = False
+        self._held = False
         # Owned by the vCPU thread.
         self._run_epoch = 0
         self._invalid_access: tuple[int, int, int] | None = None
@@ -187,13 +195,11 @@ class UnicornVcpu(BackendVcpu):
             self._start = None
             self._epoch += 1
             self._cond.notify_all()
-        self.request_stop()
         thread.join(JOIN_TIMEOUT)
         if thread.is_alive():
             raise BackendError(
                 f"tcg-unicorn: CPU {self.index}'s thread did not exit within {JOIN_TIMEOUT}s"
             )
-        self._stopper.cancel(id(self))
         self.thread = None
         self.thread_id = None
 
@@ -206,58 +212,35 @@ class UnicornVcpu(BackendVcpu):
             self._start = (entry_point, tuple(args))
             self._epoch += 1
             self._cond.notify_all()
-        self.request_stop()  # still winding down from an earlier run: restart at once
 
     def power_off(self) -> None:
-        """Stop executing; the thread goes back to waiting for ``power_on``."""
+        """Stop executing (at the end of the current slice); the thread then waits."""
         with self._cond:
             self._powered = False
             self._start = None
             self._epoch += 1
             self._cond.notify_all()
-        self.request_stop()
 
     def kick(self) -> None:
-        """The GIC may have an interrupt for this CPU: wake it or stop its engine to look."""
+        """The GIC may have an interrupt for this CPU: wake it from ``wfi``."""
         with self._cond:
             self._kicked = True
             self._cond.notify_all()
-            running = self._in_engine
-        if running and self._irq_line():
-            self.request_stop()
 
     def set_paused(self, paused: bool) -> None:
-        """Hold the vCPU between engine runs (``True``) or let it go on."""
+        """Hold the vCPU at its next slice end or machine call (``True``), or let it go on."""
         with self._cond:
             self._paused = paused
             self._cond.notify_all()
-        if paused:
-            self.request_stop()
 
     def wait_until_stopped(self, timeout: float) -> bool:
-        """After pausing: wait until the engine is not running (or waits for the machine)."""
+        """After pausing: wait until the vCPU executes nothing (or waits for the machine)."""
         if self.thread is threading.current_thread():
             return True
         with self._cond:
             return self._cond.wait_for(
-                lambda: not self._in_engine or self._blocked_on_machine, timeout
+                lambda: not self._in_engine or self._blocked_on_machine or self._held, timeout
             )
-
-    def request_stop(self) -> None:
-        """Stop a running engine; re-issued until acknowledged if asked from another thread."""
-        with self._cond:
-            if not self._in_engine:
-                return
-            self.engine.stop()
-        if threading.current_thread() is not self.thread:
-            self._stopper.schedule(id(self), self._poke, STOP_RETRY_PERIOD)
-
-    def _poke(self) -> bool:
-        with self._cond:
-            if self._in_engine:
-                self.engine.stop()
-                return True
-            return False
 
     # -- the host thread ----------------------------------------------------------------------
 
@@ -277,7 +260,6 @@ class UnicornVcpu(BackendVcpu):
             _log.exception("CPU %d: vCPU thread failed", self.index)
             self._fault(None, exc)
         finally:
-            self._stopper.cancel(id(self))
             self._pool.unregister(context)
             self.context = None
 
@@ -314,19 +296,16 @@ class UnicornVcpu(BackendVcpu):
                 continue
 
     def _run(self, epoch: int) -> bool:
-        """Run the engine once; ``True`` if it stopped because the guest executed ``wfi``."""
-        masked_irq = self._irq_line() and self.engine.irq_masked()
+        """Run one slice; ``True`` if it ended because the guest executed ``wfi``."""
         with self._cond:
             if (self._epoch != epoch or self._quit or self._paused or not self._powered
                     or self._kicked):
                 return False
             self._in_engine = True
             self._run_epoch = epoch
-        if masked_irq:
-            self._stopper.schedule(id(self), self._poke, MASKED_IRQ_POLL)
         error: BaseException | None = None
         try:
-            self.engine.run()
+            self.engine.run(self.slice_instructions)
         except _Aborted:
             pass
         except BaseException as exc:
@@ -337,7 +316,6 @@ class UnicornVcpu(BackendVcpu):
                 current = self._epoch == epoch
                 kicked = self._kicked
                 self._cond.notify_all()
-            self._stopper.cancel(id(self))
         if error is not None:
             if current:
                 self._fault(epoch, self._explain(error))
@@ -345,6 +323,8 @@ class UnicornVcpu(BackendVcpu):
         if not current or kicked:
             return False
         try:
+            # A slice that used up its budget can also end right after a wfi; then the
+            # vCPU waits for the next kick, which is what a spurious-free wfi would do.
             return self.engine.instruction_at(self.engine.pc - 4) == WFI
         except UcError:
             return False
@@ -399,9 +379,19 @@ class UnicornVcpu(BackendVcpu):
                     self._blocked_on_machine = False
         try:
             self._check_current(epoch)
-            return fn(*args)
+            result = fn(*args)
         finally:
             lock.release()
+        self._hold_while_paused(epoch)
+        return result
+
+    def _hold_while_paused(self, epoch: int | None) -> None:
+        with self._cond:
+            while self._paused and not self._quit and (epoch is None or self._epoch == epoch):
+                self._held = True
+                self._cond.notify_all()
+                self._cond.wait()
+            self._held = False
 
     def _check_current(self, epoch: int | None) -> None:
         with self._cond:
@@ -478,7 +468,7 @@ class UnicornVcpu(BackendVcpu):
         with self._cond:
             current = self._epoch == epoch
         if not current:  # CPU_OFF, SYSTEM_OFF or SYSTEM_RESET took this vCPU down
-            engine.stop()
+            engine.stop_from_exception_hook()
             return
         engine.set_x(0, to_register(result))
         engine.pc = next_pc

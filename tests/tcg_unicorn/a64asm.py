@@ -1,0 +1,183 @@
+"""A tiny AArch64 assembler for test guests: instruction words built in Python.
+
+Only what the test programs use. ``test_unicorn_a64asm.py`` checks each
+encoding against GNU as when ``aarch64-linux-gnu-as`` is installed.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vcpuhp_tcg_unicorn.decode import encode_sysreg
+
+NOP = 0xD503201F
+WFI = 0xD503207F
+ISB = 0xD5033FDF
+ERET = 0xD69F03E0
+UDF = 0x00000000
+SMC_0 = 0xD4000003
+
+
+def hvc(imm: int = 0) -> int:
+    """``hvc #imm``."""
+    return 0xD4000002 | (imm & 0xFFFF) << 5
+
+
+def movz(rd: int, imm16: int, shift: int = 0) -> int:
+    """``movz xd, #imm16, lsl #shift``."""
+    return 0xD2800000 | (shift // 16) << 21 | (imm16 & 0xFFFF) << 5 | rd
+
+
+def movk(rd: int, imm16: int, shift: int = 0) -> int:
+    """``movk xd, #imm16, lsl #shift``."""
+    return 0xF2800000 | (shift // 16) << 21 | (imm16 & 0xFFFF) << 5 | rd
+
+
+def mov64(rd: int, value: int) -> list[int]:
+    """Load any 64-bit constant (movz + movk)."""
+    value &= (1 << 64) - 1
+    words = [movz(rd, value & 0xFFFF)]
+    for shift in (16, 32, 48):
+        part = (value >> shift) & 0xFFFF
+        if part:
+            words.append(movk(rd, part, shift))
+    return words
+
+
+def add_imm(rd: int, rn: int, imm12: int) -> int:
+    """``add xd, xn, #imm12``."""
+    return 0x91000000 | (imm12 & 0xFFF) << 10 | rn << 5 | rd
+
+
+def sub_imm(rd: int, rn: int, imm12: int) -> int:
+    """``sub xd, xn, #imm12``."""
+    return 0xD1000000 | (imm12 & 0xFFF) << 10 | rn << 5 | rd
+
+
+def cmp_imm(rn: int, imm12: int) -> int:
+    """``cmp xn, #imm12``."""
+    return 0xF100001F | (imm12 & 0xFFF) << 10 | rn << 5
+
+
+def _ldst(base: int, scale: int, rt: int, rn: int, offset: int) -> int:
+    if offset % scale or not 0 <= offset // scale < 4096:
+        raise ValueError(f"offset {offset} is not a scaled 12-bit offset for size {scale}")
+    return base | (offset // scale) << 10 | rn << 5 | rt
+
+
+def ldr(rt: int, rn: int, offset: int = 0) -> int:
+    """``ldr xt, [xn, #offset]``."""
+    return _ldst(0xF9400000, 8, rt, rn, offset)
+
+
+def str64(rt: int, rn: int, offset: int = 0) -> int:
+    """``str xt, [xn, #offset]``."""
+    return _ldst(0xF9000000, 8, rt, rn, offset)
+
+
+def ldr32(rt: int, rn: int, offset: int = 0) -> int:
+    """``ldr wt, [xn, #offset]``."""
+    return _ldst(0xB9400000, 4, rt, rn, offset)
+
+
+def str32(rt: int, rn: int, offset: int = 0) -> int:
+    """``str wt, [xn, #offset]``."""
+    return _ldst(0xB9000000, 4, rt, rn, offset)
+
+
+def strb(rt: int, rn: int, offset: int = 0) -> int:
+    """``strb wt, [xn, #offset]``."""
+    return _ldst(0x39000000, 1, rt, rn, offset)
+
+
+def msr_daifclr(imm: int) -> int:
+    """``msr daifclr, #imm``."""
+    return 0xD50340FF | (imm & 0xF) << 8
+
+
+def msr_daifset(imm: int) -> int:
+    """``msr daifset, #imm``."""
+    return 0xD50340DF | (imm & 0xF) << 8
+
+
+def mrs(rt: int, op0: int, op1: int, crn: int, crm: int, op2: int) -> int:
+    """``mrs xt, S<op0>_<op1>_C<crn>_C<crm>_<op2>``."""
+    return encode_sysreg(True, op0, op1, crn, crm, op2, rt)
+
+
+def msr(op0: int, op1: int, crn: int, crm: int, op2: int, rt: int) -> int:
+    """``msr S<op0>_<op1>_C<crn>_C<crm>_<op2>, xt``."""
+    return encode_sysreg(False, op0, op1, crn, crm, op2, rt)
+
+
+VBAR_EL1 = (3, 0, 12, 0, 0)
+MPIDR_EL1 = (3, 0, 0, 0, 5)
+ICC_PMR_EL1 = (3, 0, 4, 6, 0)
+ICC_IAR1_EL1 = (3, 0, 12, 12, 0)
+ICC_EOIR1_EL1 = (3, 0, 12, 12, 1)
+ICC_IGRPEN1_EL1 = (3, 0, 12, 12, 7)
+COND_NE, COND_LO = 0x1, 0x3
+
+
+@dataclass
+class Program:
+    """Instruction words with labels; branches are resolved by :meth:`assemble`."""
+
+    base: int
+    words: list[int | Callable[[int], int]] = field(default_factory=list)
+    labels: dict[str, int] = field(default_factory=dict)
+
+    def __call__(self, *items: int | list[int]) -> Program:
+        """Append instruction words (or lists of them)."""
+        for item in items:
+            self.words.extend(item if isinstance(item, list) else [item])
+        return self
+
+    def label(self, name: str) -> Program:
+        """Name the next instruction's address."""
+        self.labels[name] = self.base + 4 * len(self.words)
+        return self
+
+    def address(self, name: str) -> int:
+        """The address of label ``name``."""
+        return self.labels[name]
+
+    def _branch(self, name: str, encode: Callable[[int], int]) -> Program:
+        here = self.base + 4 * len(self.words)
+        self.words.append(lambda _: encode((self.labels[name] - here) // 4))
+        return self
+
+    def mov_label(self, rd: int, name: str) -> Program:
+        """Load the address of label ``name`` into ``xd`` (always 4 instructions)."""
+        for shift in (0, 16, 32, 48):
+            first = shift == 0
+            self.words.append(
+                lambda _, s=shift, f=first: (movz if f else movk)(rd, self.labels[name] >> s, s)
+            )
+        return self
+
+    def b(self, name: str) -> Program:
+        """``b label``."""
+        return self._branch(name, lambda off: 0x14000000 | (off & 0x3FFFFFF))
+
+    def b_cond(self, cond: int, name: str) -> Program:
+        """``b.<cond> label``."""
+        return self._branch(name, lambda off: 0x54000000 | (off & 0x7FFFF) << 5 | cond)
+
+    def cbnz(self, rt: int, name: str) -> Program:
+        """``cbnz xt, label``."""
+        return self._branch(name, lambda off: 0xB5000000 | (off & 0x7FFFF) << 5 | rt)
+
+    def align(self, boundary: int) -> Program:
+        """Pad with ``nop`` to an address multiple of ``boundary``."""
+        while (self.base + 4 * len(self.words)) % boundary:
+            self.words.append(NOP)
+        return self
+
+    def assemble(self) -> bytes:
+        """The image bytes."""
+        return b"".join(
+            struct.pack("<I", w(0) if callable(w) else w) for w in self.words
+        )

@@ -1,0 +1,213 @@
+"""The Unicorn engine wrapper on its own: memory sharing, MPIDR, exceptions, IRQ entry."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+from collections.abc import Iterator
+
+import pytest
+from unicorn_testlib import require_unicorn
+
+require_unicorn()
+
+import a64asm as a  # noqa: E402
+
+from vcpuhp.errors import BackendError  # noqa: E402
+from vcpuhp_tcg_unicorn.engine import (  # noqa: E402
+    EXCP_SMC,
+    EXCP_UDEF,
+    PSTATE_I,
+    RESET_PSTATE,
+    Engine,
+    RamMapping,
+)
+
+RAM = 0x4000_0000
+SIZE = 1 << 20
+UART = 0x0900_0000
+VECTORS = RAM + 0x1_0000
+SLICE = 1_000_000
+
+
+class Exits:
+    """Records what the engine hands over; skips trapped instructions like the backend."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[object, ...]] = []
+        self.engine: Engine | None = None
+
+    def mmio_read(self, addr: int, size: int) -> int:
+        self.events.append(("read", addr, size))
+        return 0x5A
+
+    def mmio_write(self, addr: int, size: int, value: int) -> None:
+        self.events.append(("write", addr, size, value))
+
+    def exception(self, intno: int) -> None:
+        assert self.engine is not None
+        self.events.append(("exception", intno, self.engine.pc))
+        self.engine.pc += 4 if intno == EXCP_UDEF else 0
+
+    def unmapped(self, access: int, addr: int, size: int) -> None:
+        self.events.append(("unmapped", addr, size))
+
+
+class Ram:
+    def __init__(self) -> None:
+        self.buffer = mmap.mmap(-1, SIZE)
+        self._anchor = ctypes.c_char.from_buffer(self.buffer)
+        self.mapping = RamMapping(RAM, SIZE, ctypes.addressof(self._anchor))
+
+    def load(self, addr: int, program: a.Program) -> None:
+        data = program.assemble()
+        self.buffer[addr - RAM:addr - RAM + len(data)] = data
+
+    def u64(self, addr: int) -> int:
+        return int.from_bytes(self.buffer[addr - RAM:addr - RAM + 8], "little")
+
+
+@pytest.fixture
+def ram() -> Iterator[Ram]:
+    memory = Ram()
+    yield memory
+    del memory._anchor
+    memory.buffer.close()
+
+
+@pytest.fixture
+def make_engine(ram: Ram) -> Iterator[object]:
+    made: list[Engine] = []
+
+    def make(mpidr: int = 0x8000_0000, cpu_model: str = "max",
+             tb_size: int = 4 << 20) -> tuple[Engine, Exits]:
+        exits = Exits()
+        engine = Engine(cpu_model=cpu_model, tb_size=tb_size, ram=ram.mapping,
+                        mmio=[(UART, 0x1000)], mpidr=mpidr, exits=exits)
+        exits.engine = engine
+        made.append(engine)
+        return engine, exits
+
+    yield make
+    for engine in made:
+        engine.close()
+
+
+def test_each_engine_reads_its_own_mpidr_and_they_share_ram(ram: Ram, make_engine) -> None:  # type: ignore[no-untyped-def]
+    program = a.Program(RAM)(a.mrs(1, *a.MPIDR_EL1), a.mov64(2, RAM + 0x800),
+                             a.str64(1, 2, 0), a.WFI)
+    ram.load(RAM, program)
+    first, _ = make_engine(mpidr=0x8000_0003)
+    second, _ = make_engine(mpidr=0x8000_0105)
+    first.reset(RAM, ())
+    first.run(SLICE)
+    assert ram.u64(RAM + 0x800) == 0x8000_0003
+    second.reset(RAM, ())
+    second.run(SLICE)
+    assert ram.u64(RAM + 0x800) == 0x8000_0105
+    assert first.x(1) == 0x8000_0003
+
+
+def test_cpu_model_and_translation_buffer_size_are_applied(make_engine) -> None:  # type: ignore[no-untyped-def]
+    a72, _ = make_engine(cpu_model="cortex-a72", tb_size=8 << 20)
+    assert a72.tb_size == 8 << 20
+    assert (a72.uc.cpr_read(3, 0, 0, 0, 0) >> 4) & 0xFFF == 0xD08  # MIDR part: Cortex-A72
+    a57, _ = make_engine(cpu_model="cortex-a57")
+    assert (a57.uc.cpr_read(3, 0, 0, 0, 0) >> 4) & 0xFFF == 0xD07
+    with pytest.raises(BackendError, match="host.*valid: cortex-a57, cortex-a72, max"):
+        make_engine(cpu_model="host")
+
+
+def test_reset_starts_at_el1h_with_args_and_daif_masked(make_engine) -> None:  # type: ignore[no-untyped-def]
+    engine, _ = make_engine()
+    engine.set_x(5, 99)
+    engine.reset(RAM + 0x40, (0x1234, 0x40100000))
+    assert (engine.pc, engine.x(0), engine.x(1), engine.x(5)) == (RAM + 0x40, 0x1234,
+                                                                  0x40100000, 0)
+    assert engine.pstate & 0x3CF == RESET_PSTATE
+
+
+def test_hvc_and_icc_accesses_trap_as_undefined_and_smc_as_smc(ram: Ram, make_engine) -> None:  # type: ignore[no-untyped-def]
+    program = a.Program(RAM)(a.hvc(0), a.mrs(2, *a.ICC_IAR1_EL1), a.SMC_0, a.WFI)
+    ram.load(RAM, program)
+    engine, exits = make_engine()
+    engine.reset(RAM, ())
+    engine.run(SLICE)
+    assert exits.events == [("exception", EXCP_UDEF, RAM), ("exception", EXCP_UDEF, RAM + 4),
+                            ("exception", EXCP_SMC, RAM + 12)]
+    assert engine.pc == RAM + 16  # past the wfi
+
+
+def test_mmio_accesses_reach_the_exits_and_unmapped_ones_stop_with_an_error(
+    ram: Ram, make_engine  # type: ignore[no-untyped-def]
+) -> None:
+    program = a.Program(RAM)(a.mov64(1, UART), a.ldr32(3, 1, 0x18), a.str32(3, 1, 0),
+                             a.mov64(1, 0x1000), a.ldr(2, 1), a.WFI)
+    ram.load(RAM, program)
+    engine, exits = make_engine()
+    engine.reset(RAM, ())
+    with pytest.raises(Exception, match="UC_ERR_READ_UNMAPPED|Invalid memory read"):
+        engine.run(SLICE)
+    assert exits.events == [("read", UART + 0x18, 4), ("write", UART, 4, 0x5A),
+                            ("unmapped", 0x1000, 8)]
+
+
+@pytest.mark.parametrize("spsel", [1, 0])
+def test_software_irq_entry_runs_the_vector_and_eret_returns_cleanly(
+    ram: Ram, make_engine, spsel: int  # type: ignore[no-untyped-def]
+) -> None:
+    # main: set VBAR and SP_EL1, select SPSel, unmask, loop; vector +0x280/+0x080: count, eret
+    program = a.Program(RAM)
+    program(a.mov64(2, VECTORS), a.msr(*a.VBAR_EL1, 2), a.mov64(3, RAM + 0x9000))
+    program(0x9100007F)  # mov sp, x3
+    program(0xD50040BF | spsel << 8)  # msr spsel, #spsel
+    program(a.msr_daifclr(2)).label("loop")(a.WFI).b("loop")
+    handler = a.Program(VECTORS + (0x280 if spsel else 0x080))
+    handler(a.mov64(4, RAM + 0x900), a.ldr(5, 4), a.add_imm(5, 5, 1), a.str64(5, 4), a.ERET)
+    ram.load(RAM, program)
+    ram.load(handler.base, handler)
+    engine, _ = make_engine()
+    engine.reset(RAM, ())
+    engine.run(SLICE)  # stops at the wfi with IRQs unmasked
+    before = engine.pstate
+    assert not before & PSTATE_I
+    resume_at = engine.pc
+    assert engine.take_irq()
+    assert engine.pstate & 0x3CF == 0x3C5  # EL1h, DAIF masked
+    assert not engine.take_irq()  # masked now
+    engine.run(SLICE)  # handler, eret, back to the wfi
+    assert ram.u64(RAM + 0x900) == 1
+    assert engine.pstate == before, "eret must restore PSTATE exactly (no PSTATE.IL)"
+    assert engine.pc in (resume_at, resume_at + 8)  # back in the wfi loop
+
+
+def test_close_is_idempotent_and_frees_the_engine(make_engine) -> None:  # type: ignore[no-untyped-def]
+    engine, _ = make_engine()
+    engine.close()
+    engine.close()
+    assert engine.closed
+
+
+@pytest.mark.parametrize("budget", [1, 2, 3, 5, 7])
+def test_slices_end_between_instructions_so_no_access_runs_twice(
+    ram: Ram, make_engine, budget: int  # type: ignore[no-untyped-def]
+) -> None:
+    # The reason the backend runs bounded slices instead of stopping engines from
+    # outside: a slice boundary is exact, so each MMIO write happens exactly once and
+    # a load into its own base register is never replayed.
+    pointer, target = RAM + 0x8000, RAM + 0x9000
+    ram.buffer[pointer - RAM:pointer - RAM + 8] = target.to_bytes(8, "little")
+    ram.buffer[target - RAM:target - RAM + 8] = (0xBAD).to_bytes(8, "little")
+    program = a.Program(RAM)(a.mov64(1, UART), a.movz(5, 0))
+    program.label("loop")(a.add_imm(5, 5, 1), a.str32(5, 1, 0x40), a.mov64(0, pointer),
+                          a.ldr(0, 0), a.cmp_imm(5, 300)).b_cond(a.COND_LO, "loop")(a.WFI)
+    ram.load(RAM, program)
+    engine, exits = make_engine()
+    engine.reset(RAM, ())
+    for _ in range(100_000):
+        engine.run(budget)
+        assert engine.x(0) != 0xBAD, "ldr x0, [x0] was replayed with the loaded base"
+        if engine.instruction_at(engine.pc - 4) == a.WFI:
+            break
+    writes = [e[3] for e in exits.events if e[0] == "write"]
+    assert writes == list(range(1, 301))

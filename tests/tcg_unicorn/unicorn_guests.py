@@ -1,0 +1,158 @@
+"""Tiny hand-assembled guests for the tcg-unicorn tests (raw images at KERNEL_LOAD_ADDR).
+
+Each program keeps its results in the scratch page at :data:`RESULTS` (the
+bundled guest's status page; a raw test image does not use it otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from a64asm import (
+    ERET,
+    ICC_EOIR1_EL1,
+    ICC_IAR1_EL1,
+    ICC_IGRPEN1_EL1,
+    ICC_PMR_EL1,
+    ISB,
+    SMC_0,
+    UDF,
+    VBAR_EL1,
+    WFI,
+    Program,
+    add_imm,
+    hvc,
+    ldr,
+    mov64,
+    movz,
+    mrs,
+    msr,
+    msr_daifclr,
+    str32,
+    str64,
+    strb,
+    sub_imm,
+)
+
+from vcpuhp import memmap
+
+BASE = memmap.KERNEL_LOAD_ADDR
+RESULTS = memmap.GUEST_STATUS_ADDR
+DONE = 0x400
+"""Offset of the word a program sets to :data:`DONE_MAGIC` when it finished its script."""
+COUNTER = 0x408
+"""Offset of the boot CPU's loop counter (it keeps running after the script)."""
+IRQ_LAST = 0x418
+IRQ_COUNT = 0x420
+FATAL = 0x410
+DONE_MAGIC = 0xD0E
+CPU_ON_64 = 0xC4000003
+R = 9
+"""x9 holds RESULTS in every program."""
+
+
+def _prologue(p: Program) -> None:
+    p(mov64(R, RESULTS))
+
+
+def _count_forever(p: Program) -> None:
+    p(movz(5, DONE_MAGIC), str64(5, R, DONE), movz(5, 0))
+    p.label("count")(add_imm(5, 5, 1), str64(5, R, COUNTER)).b("count")
+
+
+def write_image(tmp: Path, program: Program, name: str = "guest.bin") -> Path:
+    """Write ``program`` as a raw image file."""
+    path = tmp / name
+    path.write_bytes(program.assemble())
+    return path
+
+
+SECONDARY = "secondary"
+"""In :func:`psci_calls` arguments: the address of a ``wfi`` loop for started CPUs."""
+
+
+def psci_calls(calls: Sequence[Sequence[int | str]]) -> Program:
+    """Make each PSCI call ``(function id, x1, x2, x3)``; x0 of call i at ``RESULTS + 8*i``."""
+    p = Program(BASE)
+    _prologue(p)
+    for n, call in enumerate(calls):
+        for reg, value in enumerate([*call, 0, 0, 0][:4]):
+            if isinstance(value, str):
+                p.mov_label(reg, value)
+            else:
+                p(mov64(reg, value))
+        p(hvc(0), str64(0, R, 8 * n))
+    _count_forever(p)
+    p.label("secondary")(WFI).b("secondary")
+    return p
+
+
+def mmio_writes(writes: Sequence[tuple[int, int, int]]) -> Program:
+    """Write ``(address, size, value)`` in order (sizes 1 and 4), then count forever."""
+    p = Program(BASE)
+    _prologue(p)
+    for addr, size, value in writes:
+        p(mov64(1, addr), mov64(2, value))
+        p(strb(2, 1) if size == 1 else str32(2, 1))
+    _count_forever(p)
+    return p
+
+
+FAULTS = {
+    "undefined": [UDF],
+    "unmapped": [*mov64(1, 0x1000), ldr(2, 1)],
+    "smc": [SMC_0],
+    "hvc #1": [hvc(1)],
+    "unknown sysreg": [mrs(0, 3, 1, 15, 15, 7)],
+}
+
+
+def secondary_fault(kind: str, cpu: int = 1) -> Program:
+    """The boot CPU starts CPU ``cpu`` at an instruction that faults, then counts forever."""
+    p = Program(BASE)
+    _prologue(p)
+    p(mov64(0, CPU_ON_64), mov64(1, cpu), movz(3, 0)).mov_label(2, "fault")
+    p(hvc(0), str64(0, R, 0))
+    _count_forever(p)
+    p.label("fault")(FAULTS[kind]).label("park").b("park")
+    return p
+
+
+GICD_CTLR_ARE_G1 = 0x12
+
+
+def irq_guest(spi: int, *, masked_spins: int = 0, idle: str = "busy") -> Program:
+    """Take SPI ``spi`` on the boot CPU: count handled IRQs and remember the last INTID.
+
+    The program enables the SPI at the distributor and its CPU interface,
+    spins ``masked_spins`` iterations with IRQs still masked, unmasks, then
+    either counts in a tight loop (``idle="busy"``) or sleeps in ``wfi``.
+    """
+    intid = memmap.spi_intid(spi)
+    word, bit = 4 * (intid // 32), 1 << (intid % 32)
+    p = Program(BASE)
+    _prologue(p)
+    p.mov_label(2, "vectors")(msr(*VBAR_EL1, 2), ISB)
+    p(mov64(1, memmap.GICD.base), movz(3, GICD_CTLR_ARE_G1), str32(3, 1, 0))
+    p(mov64(3, bit), str32(3, 1, 0x080 + word), str32(3, 1, 0x100 + word))
+    p(mov64(1, memmap.GICD.base + 0x400 + intid), movz(3, 0x80), strb(3, 1))
+    p(movz(3, 0xF0), msr(*ICC_PMR_EL1, 3), movz(3, 1), msr(*ICC_IGRPEN1_EL1, 3), ISB)
+    p(movz(3, 1), str64(3, R, DONE))
+    if masked_spins:
+        p(mov64(6, masked_spins)).label("spin")(sub_imm(6, 6, 1)).cbnz(6, "spin")
+    p(msr_daifclr(2), movz(5, 0))
+    if idle == "busy":
+        p.label("main")(add_imm(5, 5, 1), str64(5, R, COUNTER)).b("main")
+    else:
+        p.label("main")(WFI).b("main")
+    p.align(2048).label("vectors")
+    for vector in range(16):
+        if vector == 5:  # current EL, SP_ELx, IRQ
+            p.b("irq")
+        else:
+            p(movz(12, 0x100 + vector), str64(12, R, FATAL)).label(f"v{vector}").b(f"v{vector}")
+        p.align(0x80)
+    p.label("irq")(mrs(10, *ICC_IAR1_EL1), str64(10, R, IRQ_LAST), ldr(11, R, IRQ_COUNT))
+    p(add_imm(11, 11, 1), str64(11, R, IRQ_COUNT), msr(*ICC_EOIR1_EL1, 10), ERET)
+    return p
