@@ -114,7 +114,7 @@ def test_cpu_model_and_translation_buffer_size_are_applied(make_engine) -> None:
     assert (a72.uc.cpr_read(3, 0, 0, 0, 0) >> 4) & 0xFFF == 0xD08  # MIDR part: Cortex-A72
     a57, _ = make_engine(cpu_model="cortex-a57")
     assert (a57.uc.cpr_read(3, 0, 0, 0, 0) >> 4) & 0xFFF == 0xD07
-    with pytest.raises(BackendError, match="host.*valid: cortex-a57, cortex-a72, max"):
+    with pytest.raises(BackendError, match=r"host.*valid: cortex-a57, cortex-a72, max"):
         make_engine(cpu_model="host")
 
 
@@ -146,7 +146,7 @@ def test_mmio_accesses_reach_the_exits_and_unmapped_ones_stop_with_an_error(
     ram.load(RAM, program)
     engine, exits = make_engine()
     engine.reset(RAM, ())
-    with pytest.raises(Exception, match="UC_ERR_READ_UNMAPPED|Invalid memory read"):
+    with pytest.raises(Exception, match=r"UC_ERR_READ_UNMAPPED|Invalid memory read"):
         engine.run(SLICE)
     assert exits.events == [("read", UART + 0x18, 4), ("write", UART, 4, 0x5A),
                             ("unmapped", 0x1000, 8)]

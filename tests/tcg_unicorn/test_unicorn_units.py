@@ -110,7 +110,8 @@ def test_pool_counts_registrations_and_never_grows_past_capacity() -> None:
     first = pool.register(0, engine_id=10, tb_size=1 << 20)
     second = pool.register(3, engine_id=11, tb_size=1 << 20)
     assert (pool.registered, pool.free, pool.peak) == (2, 0, 2)
-    with pytest.raises(TranslationContextError, match=r"all 2 \(maxcpus\) are registered, by CPUs 0, 3"):
+    full = r"all 2 \(maxcpus\) are registered, by CPUs 0, 3"
+    with pytest.raises(TranslationContextError, match=full):
         pool.register(1, engine_id=12, tb_size=1 << 20)
     assert isinstance(TranslationContextError("x"), BackendError)
     pool.unregister(first)
