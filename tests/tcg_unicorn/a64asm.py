@@ -56,6 +56,21 @@ def sub_imm(rd: int, rn: int, imm12: int) -> int:
     return 0xD1000000 | (imm12 & 0xFFF) << 10 | rn << 5 | rd
 
 
+def subs_imm(rd: int, rn: int, imm12: int) -> int:
+    """``subs xd, xn, #imm12``."""
+    return 0xF1000000 | (imm12 & 0xFFF) << 10 | rn << 5 | rd
+
+
+def movz_w(rd: int, imm16: int) -> int:
+    """``movz wd, #imm16``."""
+    return 0x52800000 | (imm16 & 0xFFFF) << 5 | rd
+
+
+def add_reg(rd: int, rn: int, rm: int) -> int:
+    """``add xd, xn, xm``."""
+    return 0x8B000000 | rm << 16 | rn << 5 | rd
+
+
 def cmp_imm(rn: int, imm12: int) -> int:
     """``cmp xn, #imm12``."""
     return 0xF100001F | (imm12 & 0xFFF) << 10 | rn << 5
@@ -118,7 +133,7 @@ ICC_PMR_EL1 = (3, 0, 4, 6, 0)
 ICC_IAR1_EL1 = (3, 0, 12, 12, 0)
 ICC_EOIR1_EL1 = (3, 0, 12, 12, 1)
 ICC_IGRPEN1_EL1 = (3, 0, 12, 12, 7)
-COND_NE, COND_LO = 0x1, 0x3
+COND_EQ, COND_NE, COND_LO = 0x0, 0x1, 0x3
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -141,3 +143,21 @@ def test_shutdown_joins_every_thread_and_closes_every_engine(tmp_path: Path) -> 
     assert stats["total_engines_created"] == stats["total_engines_closed"] == 4
     assert threading.active_count() == baseline
     machine.shutdown()  # idempotent
+
+
+def test_exiting_without_shutdown_is_orderly(tmp_path: Path) -> None:
+    script = tmp_path / "forgetful.py"
+    script.write_text(
+        "import time\n"
+        "from vcpuhp import MachineConfig, VirtMachine\n"
+        "machine = VirtMachine(MachineConfig.build('cpus=2,maxcpus=4', accel='tcg-unicorn',\n"
+        "                                          guest_cmdline='maxcpus=2'))\n"
+        "machine.realize()\n"
+        "time.sleep(0.2)\n"
+        "print('leaving without shutdown')\n"
+    )
+    done = subprocess.run([sys.executable, "-X", "faulthandler", str(script)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "leaving without shutdown" in done.stdout
+    assert "Fatal" not in done.stderr and "Traceback" not in done.stderr, done.stderr

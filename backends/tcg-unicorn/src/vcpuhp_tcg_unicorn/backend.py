@@ -29,6 +29,9 @@ Options (``--accel tcg-unicorn,tb-size=64,slice-insns=50000``):
 
 from __future__ import annotations
 
+import atexit
+import logging
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -43,6 +46,23 @@ from vcpuhp_tcg_unicorn.vcpu import DEFAULT_SLICE, UnicornVcpu
 
 if TYPE_CHECKING:
     from vcpuhp.machine import VirtMachine
+
+_log = logging.getLogger(__name__)
+_open_backends: weakref.WeakSet[UnicornBackend] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_backends() -> None:
+    """Stop every vCPU thread before the interpreter frees guest RAM under a running engine.
+
+    vCPU threads are daemon threads so a forgotten ``shutdown()`` cannot hang
+    interpreter exit; this handler makes such an exit orderly instead of a crash.
+    """
+    for backend in list(_open_backends):
+        try:
+            backend.close()
+        except Exception:
+            _log.exception("tcg-unicorn: closing a backend at exit failed")
 
 UNICORN_VERSION: Final = "2.1.4"
 DEFAULT_TB_SIZE_MIB: Final = 32
@@ -151,6 +171,7 @@ class UnicornBackend(AcceleratorBackend):
         self._ram = RamMapping(memory.base, memory.size, memory.host_address)
         self._mmio = machine_mmio_regions(machine)
         self.pool = TranslationContextPool(machine.topology.smp.maxcpus)
+        _open_backends.add(self)
 
     def _require_machine(self) -> tuple[VirtMachine, TranslationContextPool]:
         if self.machine is None or self.pool is None:
@@ -251,6 +272,7 @@ class UnicornBackend(AcceleratorBackend):
 
     def close(self) -> None:
         """Join every thread and close every engine."""
+        _open_backends.discard(self)
         errors: list[str] = []
         for vcpu in list(self.vcpus.values()):
             try:

@@ -151,6 +151,11 @@ class Engine:
         try:
             self.uc: Any = unicorn.Uc(unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM,
                                       getattr(arm64, CPU_MODELS[cpu_model]))
+            finalizer = getattr(self.uc, "_Uc__finalizer", None)
+            if finalizer is not None:
+                # The binding would uc_close() the engine at interpreter exit, possibly
+                # under its running vCPU thread; the backend closes it itself (close()).
+                finalizer.atexit = False
             self.uc.ctl_set_tcg_buffer_size(tb_size)
             self.uc.mem_map_ptr(ram.base, ram.size, unicorn_const.UC_PROT_ALL, ram.host_address)
             for base, size in mmio:
