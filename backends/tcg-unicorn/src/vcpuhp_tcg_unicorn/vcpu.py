@@ -158,7 +158,7 @@ class UnicornVcpu(BackendVcpu):
         """Whether the host thread exists and runs."""
         return self.thread is not None and self.thread.is_alive()
 
-    # -- control, from any thread (never blocks) ------------------------------------------
+    # -- life cycle (realize / unrealize: these two wait for the thread) ---------------------
 
     def start_thread(self, paused: bool) -> None:
         """Start the host thread powered off; returns once it registered its context."""
@@ -202,6 +202,8 @@ class UnicornVcpu(BackendVcpu):
             )
         self.thread = None
         self.thread_id = None
+
+    # -- control, from any thread (never blocks) ------------------------------------------
 
     def power_on(self, entry_point: int, args: Sequence[int]) -> None:
         """Reset and start at ``entry_point``; the thread reports ``vcpu_started``."""
