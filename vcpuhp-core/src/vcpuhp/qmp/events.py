@@ -1,0 +1,37 @@
+"""Which machine events QMP clients see, and in what shape.
+
+Only events QEMU also has are forwarded, with exactly the data members
+QEMU's schema gives them (``qapi/qdev.json``, ``qapi/acpi.json``,
+``qapi/run-state.json``); absent optional members are left out. vcpuhp's own
+events (``CPU_PLUGGED``, ``INTERRUPT``, ``CONSOLE`` ...) stay on the
+machine's :class:`~vcpuhp.events.EventBus`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from vcpuhp import events as ev
+from vcpuhp.events import MachineEvent
+from vcpuhp.qmp import wire
+
+#: Forwarded event names and the data members each carries.
+FORWARDED: Final[Mapping[str, tuple[str, ...]]] = {
+    ev.DEVICE_DELETED: ("device", "path"),
+    ev.DEVICE_UNPLUG_GUEST_ERROR: ("device", "path"),
+    ev.ACPI_DEVICE_OST: ("info",),
+    ev.SHUTDOWN: ("guest", "reason"),
+    ev.RESET: ("guest", "reason"),
+    ev.STOP: (),
+    ev.RESUME: (),
+}
+
+
+def to_qmp(event: MachineEvent) -> wire.Message | None:
+    """The QMP event message for ``event``, or ``None`` when QMP clients don't see it."""
+    members = FORWARDED.get(event.name)
+    if members is None:
+        return None
+    data = {name: event.data[name] for name in members if name in event.data}
+    return wire.event(event.name, data, event.timestamp)
