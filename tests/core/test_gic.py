@@ -87,3 +87,21 @@ def test_sgi_between_cpus(null_machine: Callable[..., VirtMachine]) -> None:
     machine.mmio_write(sgi_base + 0x80, 4, 1 << 3)
     machine.sysreg_write(0, "ICC_SGI1R_EL1", (3 << 24) | (1 << 1))  # SGI 3 to Aff0 1
     assert machine.sysreg_read(1, "ICC_IAR1_EL1") == 3
+
+
+def test_system_reset_clears_an_active_interrupt(
+    null_machine: Callable[..., VirtMachine],
+) -> None:
+    """A reset inside the GED handler must not leave INTID 41 active forever."""
+    machine = null_machine("cpus=1,maxcpus=3")
+    driver = GuestDriver(machine)
+    driver.boot()
+    machine.device_add("max-arm-cpu", "c1", **{"core-id": 1})
+    assert driver.take_interrupt() == 41
+    assert machine.psci_call(0, 0x8400_0009) == 0  # SYSTEM_RESET inside the handler
+    assert machine.gic.cpus[1].accessible, "plugged CPUs stay wired across reset"
+    driver.boot()
+    driver.read_ged()
+    machine.device_add("max-arm-cpu", "c2", **{"core-id": 2})
+    assert machine.gic.irq_pending(0)
+    assert driver.take_interrupt() == 41

@@ -209,6 +209,24 @@ class Gicv3:
         if accessible:
             self._signal(index)
 
+    def reset(self) -> None:
+        """System reset: every register back to its reset value.
+
+        The layout and each CPU's accessibility (whether it is plugged) stay;
+        pending and active interrupts, priorities, routing and the CPU
+        interfaces' state do not, so an interrupt that was active at reset
+        cannot block delivery afterwards.
+        """
+        with self.lock:
+            self.ctlr = 0
+            self.spis = [_Irq(edge=False) for _ in self.spis]
+            self.irouter = [0] * len(self.irouter)
+            for position, cpu in enumerate(self.cpus):
+                fresh = CpuInterface(cpu.slot, cpu.rd_base, cpu.last)
+                fresh.accessible = cpu.accessible
+                self.cpus[position] = fresh
+            self._by_affinity = {cpu.slot.arch_id: cpu for cpu in self.cpus}
+
     # -- interrupt lines ----------------------------------------------------------
 
     def set_spi(self, spi: int, level: bool = True) -> None:

@@ -514,6 +514,7 @@ class VirtMachine:
                 self.backend.power_off(vcpu.handle)
             if vcpu.enabled:
                 vcpu.advance("reset")
+        self.gic.reset()
         self.events.emit(ev.RESET, guest=True, reason="guest-reset")
         self._start_boot_cpu()
 
