@@ -21,7 +21,7 @@ RawFactory = Callable[..., RawClient]
 
 def assert_usable(client: RawClient) -> None:
     assert client.command("query-status", id="check") == {
-        "return": {"running": True, "singlestep": False, "status": "running"}, "id": "check"}
+        "return": {"running": True, "status": "running"}, "id": "check"}
 
 
 @pytest.mark.parametrize("data", [

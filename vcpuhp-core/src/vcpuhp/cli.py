@@ -127,6 +127,8 @@ def cmd_run(args: argparse.Namespace, plugins: PluginManager) -> int:
             qmp = QmpServer(machine, args.qmp, allow_remote=args.qmp_allow_remote)
             qmp.start()
             servers.append(qmp)
+            threading.Thread(target=lambda: (qmp.serve_forever(), finished.set()),
+                             name="vcpuhp-qmp-wait", daemon=True).start()
             print(f"QMP listening on {args.qmp}", file=out, flush=True)
         if args.qtest:
             from vcpuhp_null.protocol import ProtocolServer

@@ -655,7 +655,7 @@ class VirtMachine:
 
     def query_status(self) -> dict[str, Any]:
         """QMP ``query-status``."""
-        return {"running": self.run_state is RunState.RUNNING, "singlestep": False,
+        return {"running": self.run_state is RunState.RUNNING,
                 "status": self.run_state.value}
 
     def backend_stats(self) -> dict[str, Any]:

@@ -1,0 +1,48 @@
+"""`vcpuhp run --qmp unix:PATH --monitor none`: a real client plugs and unplugs, then quits."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .helpers import connect, execute, next_event
+
+
+async def _session(path: Path) -> list[str]:
+    client = await connect(str(path), "cli-test")
+    seen: list[str] = []
+    await execute(client, "device_add", {"driver": "max-arm-cpu", "id": "core4", "core-id": 4})
+    masks = await execute(client, "x-query-cpu-masks")
+    while "4" not in masks["online"]:  # the null autopilot guest onlines it
+        await asyncio.sleep(0.01)
+        masks = await execute(client, "x-query-cpu-masks")
+    seen.append(masks["online"])
+    await execute(client, "device_del", {"id": "core4"})
+    seen.append((await next_event(client, "DEVICE_DELETED"))["data"]["device"])
+    await execute(client, "quit")
+    await client.disconnect()
+    return seen
+
+
+def test_cli_runs_until_qmp_quit(tmp_path: Path) -> None:
+    path = tmp_path / "qmp.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vcpuhp.cli", "run", "--accel", "null", "--smp",
+         "cpus=4,maxcpus=6", "--monitor", "none", "--qmp", f"unix:{path}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not path.exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert asyncio.run(asyncio.wait_for(_session(path), 60)) == ["0-1,4", "core4"]
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
