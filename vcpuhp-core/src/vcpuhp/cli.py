@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace, plugins: PluginManager) -> int:
             qmp = QmpServer(machine, args.qmp, allow_remote=args.qmp_allow_remote)
             qmp.start()
             servers.append(qmp)
-            threading.Thread(target=lambda: (qmp.serve_forever(), finished.set()),
+            threading.Thread(target=_set_when_served, args=(qmp, finished),
                              name="vcpuhp-qmp-wait", daemon=True).start()
             print(f"QMP listening on {args.qmp}", file=out, flush=True)
         if args.qtest:
@@ -149,6 +149,12 @@ def cmd_run(args: argparse.Namespace, plugins: PluginManager) -> int:
             server.close()
         machine.shutdown()
     return 0
+
+
+def _set_when_served(server: Any, finished: threading.Event) -> None:
+    """Set ``finished`` once ``server`` stops serving (QMP ``quit``, guest shutdown)."""
+    server.serve_forever()
+    finished.set()
 
 
 def _monitor_loop(machine: VirtMachine, inp: TextIO, out: TextIO,
