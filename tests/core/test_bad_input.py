@@ -91,7 +91,7 @@ def test_cold_unplug_policy_flag_allows_it(null_machine: Callable[..., VirtMachi
     ("caller", "function", "args", "expected"),
     [
         (0, 0x8400_FFFF, (), PsciReturn.NOT_SUPPORTED),
-        (0, PsciFunction.CPU_SUSPEND, (), PsciReturn.NOT_SUPPORTED),
+        (0, 0x8400_0005, (), PsciReturn.NOT_SUPPORTED),  # MIGRATE: no Trusted OS
         (0, PsciFunction.CPU_ON_64, (0xFF00FF, 0x40200000, 0), PsciReturn.INVALID_PARAMETERS),
         (0, PsciFunction.CPU_ON_64, (1 << 60, 0x40200000, 0), PsciReturn.INVALID_PARAMETERS),
         (0, PsciFunction.CPU_ON_64, (0x4, 0x40200000, 0), PsciReturn.DENIED),
@@ -100,7 +100,8 @@ def test_cold_unplug_policy_flag_allows_it(null_machine: Callable[..., VirtMachi
         (0, PsciFunction.CPU_ON_64, (0x2, 0x40200002, 0), PsciReturn.INVALID_ADDRESS),
         (0, PsciFunction.AFFINITY_INFO_64, (0x77, 0), PsciReturn.INVALID_PARAMETERS),
         (0, PsciFunction.AFFINITY_INFO_64, (0x1, 1), PsciReturn.INVALID_PARAMETERS),
-        (0, PsciFunction.PSCI_FEATURES, (0x8400_0001,), PsciReturn.NOT_SUPPORTED),
+        (0, PsciFunction.PSCI_FEATURES, (0x8400_0005,), PsciReturn.NOT_SUPPORTED),
+        (0, PsciFunction.AFFINITY_INFO, (0x1, 1 << 32 | 1), PsciReturn.INVALID_PARAMETERS),
     ],
 )
 def test_psci_nonsense_gets_its_return_code(seed: Seed, caller: int, function: int,
@@ -117,8 +118,12 @@ def test_psci_answers(seed: Seed) -> None:
     assert driver.affinity_info(1) == 0
     assert driver.affinity_info(2) == 1
     assert driver.affinity_info(5) == 1
-    assert machine.psci_call(0, PsciFunction.CPU_ON, 0x1_0000_0002, 0x40200000, 2) == \
-        PsciReturn.SUCCESS, "32-bit CPU_ON sees only w1"
+    assert machine.psci_call(0, PsciFunction.CPU_ON, 0x1_0000_0002, 0xFF_4020_0000, 2) == \
+        PsciReturn.SUCCESS, "32-bit CPU_ON sees only w1-w3"
+    assert machine.psci_call(0, PsciFunction.AFFINITY_INFO, 0x2, 1 << 32) == 0, \
+        "32-bit AFFINITY_INFO sees only w2 (level 0)"
+    assert machine.psci_call(0, PsciFunction.CPU_SUSPEND, 0, 0, 0) == 0
+    assert machine.psci_call(0, PsciFunction.PSCI_FEATURES, PsciFunction.CPU_SUSPEND) == 0
 
 
 def test_psci_from_a_cpu_that_is_not_running_is_an_error(seed: Seed) -> None:
@@ -163,13 +168,12 @@ def test_cpu_on_denied_by_a_plugin_policy(null_machine: Callable[..., VirtMachin
 @pytest.mark.parametrize(
     ("offset", "size", "value", "message"),
     [
-        (0x0, 4, 99, "selector 99 is out of range 0-5"),
         (0x4, 1, 0x40, "sets reserved bits"),
         (0x5, 1, 7, "unknown command 7"),
         (0x8, 4, 1, "has no effect"),
         (0x1, 2, 1, "is not a register"),
         (0x4, 4, 1, "is not a register"),
-        (0x4, 1, 0x8, "eject refused: CPU 0 was enabled at boot"),
+        (0x4, 1, 0x8, "eject refused: CPU 0 is the boot CPU"),
     ],
 )
 def test_garbage_register_writes_are_reported_and_ignored(
@@ -180,6 +184,132 @@ def test_garbage_register_writes_are_reported_and_ignored(
         _unchanged(machine, lambda: machine.mmio_write(HP + offset, size, value))
         error = recorder.wait_for(ev.GUEST_ERROR, timeout=1)
     assert message in error.data["message"]
+
+
+def test_selector_past_the_last_cpu_reads_zero_and_ignores_writes(seed: Seed) -> None:
+    """The spec's enumeration loop stores any selector; other registers then read 0."""
+    machine, driver = seed
+    driver.select(99)
+    assert driver.flags() == 0 and driver.data() == 0
+    before = machine.snapshot_bytes()
+    driver.write_flags(0x8)
+    driver.command(3)
+    assert machine.snapshot_bytes() == before
+    driver.select(2)
+    assert driver.flags() == 0x1
+
+
+def test_one_flags_write_does_one_thing(seed: Seed) -> None:
+    machine, driver = seed
+    machine.device_add("max-arm-cpu", "core4", **{"core-id": 4})
+    driver.select(4)
+    driver.write_flags(0x2 | 0x8)  # clear insert wins; no eject
+    assert machine.vcpus[4].enabled and not machine.vcpus[4].insert_pending
+
+
+def test_the_boot_cpu_is_never_unplugged(null_machine: Callable[..., VirtMachine]) -> None:
+    machine = null_machine("cpus=2,maxcpus=2", allow_cold_unplug=True)
+    driver = GuestDriver(machine)
+    driver.boot()
+    with pytest.raises(PolicyRefused, match="CPU 0 is the boot CPU"):
+        _unchanged(machine, lambda: machine.device_del("/machine/unattached/device[0]"))
+    assert driver.cpu_off(0) == 0
+    with machine.events.recorder() as recorder:
+        _unchanged(machine, lambda: driver.eject(0))
+        error = recorder.wait_for(ev.GUEST_ERROR, timeout=1)
+    assert "CPU 0 is the boot CPU and can never be ejected" in error.data["message"]
+
+
+def test_linux_eject_in_progress_ost_is_not_a_guest_error(seed: Seed) -> None:
+    machine, driver = seed
+    machine.device_add("max-arm-cpu", "core4", **{"core-id": 4})
+    driver.handle_hotplug()
+    machine.device_del("core4")
+    driver.scan()
+    with machine.events.recorder() as recorder:
+        driver.ost(4, 0x3, 0x84)  # ACPI_OST_SC_EJECT_IN_PROGRESS, as Linux sends
+        driver.cpu_off(4)
+        driver.eject(4)
+        recorder.wait_for(ev.DEVICE_DELETED, timeout=1)
+    assert ev.DEVICE_UNPLUG_GUEST_ERROR not in recorder.names()
+
+
+def test_a_raising_observer_plugin_does_not_break_the_machine(
+    null_machine: Callable[..., VirtMachine],
+) -> None:
+    from vcpuhp import PluginManager, hookimpl
+
+    class Buggy:
+        @hookimpl
+        def vcpuhp_cpu_unplugged(self, machine: object, vcpu: object,
+                                 device_id: str | None) -> None:
+            raise RuntimeError("plugin bug")
+
+        @hookimpl
+        def vcpuhp_device_del_allowed(self, machine: object, vcpu: object) -> str | None:
+            if getattr(vcpu, "device_id", None) == "c3":
+                raise RuntimeError("policy bug")
+            return None
+
+    machine = VirtMachine(MachineConfig.build("cpus=1,maxcpus=4"),
+                          plugins=PluginManager([Buggy()]))
+    machine.realize()
+    try:
+        driver = GuestDriver(machine)
+        driver.boot()
+        machine.device_add("max-arm-cpu", "c2", **{"core-id": 2})
+        machine.device_add("max-arm-cpu", "c3", **{"core-id": 3})
+        driver.handle_hotplug()
+        with pytest.raises(PolicyRefused, match="policy plugin failed: RuntimeError: policy bug"):
+            _unchanged(machine, lambda: machine.device_del("c3"))
+        with machine.events.recorder() as recorder:
+            machine.device_del("c2")
+            driver.handle_hotplug()
+            recorder.wait_for(ev.DEVICE_DELETED, timeout=1)
+        assert ev.GUEST_ERROR not in recorder.names()
+        machine.check_invariants()
+    finally:
+        machine.shutdown()
+
+
+def test_a_failed_realize_can_be_retried() -> None:
+    from vcpuhp import BackendError
+    from vcpuhp_null import NullBackend
+
+    class FailsOnce(NullBackend):
+        failed = False
+
+        def realize_vcpu(self, vcpu: object) -> None:
+            if vcpu.slot.index == 1 and not FailsOnce.failed:  # type: ignore[attr-defined]
+                FailsOnce.failed = True
+                raise BackendError("injected")
+            super().realize_vcpu(vcpu)  # type: ignore[arg-type]
+
+    machine = VirtMachine(MachineConfig.build("cpus=2,maxcpus=3"), backend=FailsOnce())
+    with pytest.raises(BackendError, match="injected"):
+        machine.realize()
+    assert machine.memory is None and len(machine.parked) == 0
+    assert all(v.handle is None for v in machine.vcpus)
+    machine.backend = FailsOnce()
+    machine.realize()
+    try:
+        assert machine.cpu_masks().enabled == {0, 1}
+        machine.check_invariants()
+    finally:
+        machine.shutdown()
+
+
+def test_a_vcpu_fault_powers_the_backend_vcpu_off(seed: Seed) -> None:
+    machine, driver = seed
+    machine.device_add("max-arm-cpu", "core4", **{"core-id": 4})
+    driver.handle_hotplug()
+    machine.vcpu_fault(4, RuntimeError("guest fault"))
+    assert machine.backend.vcpus[4].powered is False  # type: ignore[attr-defined]
+    machine.device_del("core4")
+    with machine.events.recorder() as recorder:
+        driver.scan()
+        driver.eject(4)
+        recorder.wait_for(ev.DEVICE_DELETED, timeout=1)
 
 
 def test_eject_of_a_running_cpu_is_refused(seed: Seed) -> None:

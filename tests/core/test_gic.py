@@ -105,3 +105,66 @@ def test_system_reset_clears_an_active_interrupt(
     machine.device_add("max-arm-cpu", "c2", **{"core-id": 2})
     assert machine.gic.irq_pending(0)
     assert driver.take_interrupt() == 41
+
+
+def test_sgi_frame_does_not_reach_the_distributors_spis(
+    null_machine: Callable[..., VirtMachine],
+) -> None:
+    machine = null_machine("cpus=1,maxcpus=2")
+    GuestDriver(machine).boot()
+    sgi_base = machine.gic.redistributor_base(0) + 0x10000
+    machine.mmio_write(sgi_base + 0x184, 4, 1 << 9)  # ICENABLER1 does not exist there
+    assert machine.gic.spis[9].enabled, "GED SPI 41 still enabled"
+    assert machine.mmio_read(sgi_base + 0x104, 4) == 0
+
+
+def test_running_priority_reads_0xff_when_idle(null_machine: Callable[..., VirtMachine]) -> None:
+    machine = null_machine("cpus=1")
+    GuestDriver(machine).boot()
+    assert machine.sysreg_read(0, "ICC_RPR_EL1") == 0xFF
+
+
+def test_eoimode_1_splits_priority_drop_and_deactivation(
+    null_machine: Callable[..., VirtMachine],
+) -> None:
+    machine = null_machine("cpus=1,maxcpus=2")
+    driver = GuestDriver(machine)
+    driver.boot()
+    machine.sysreg_write(0, "ICC_CTLR_EL1", 0x2)
+    machine.device_add("max-arm-cpu", "c1", **{"core-id": 1})
+    assert driver.take_interrupt() == 41
+    driver.end_interrupt(41)
+    assert machine.sysreg_read(0, "ICC_RPR_EL1") == 0xFF, "priority dropped"
+    assert machine.gic.spis[9].active, "still active until ICC_DIR_EL1"
+    machine.sysreg_write(0, "ICC_DIR_EL1", 41)
+    assert not machine.gic.spis[9].active
+
+
+def test_unplugging_a_cpu_releases_the_spi_it_had_active(
+    null_machine: Callable[..., VirtMachine],
+) -> None:
+    machine = null_machine("cpus=1,maxcpus=3")
+    driver = GuestDriver(machine)
+    driver.boot()
+    machine.device_add("max-arm-cpu", "c1", **{"core-id": 1})
+    driver.handle_hotplug()
+    route = machine.topology.slots[1].arch_id
+    machine.mmio_write(0x0800_0000 + 0x6000 + 8 * 41, 4, route)  # GED SPI to CPU 1
+    machine.device_add("max-arm-cpu", "c2", **{"core-id": 2})
+    assert driver.take_interrupt(cpu=1) == 41
+    machine.device_del("c1")
+    assert driver.cpu_off(1) == 0
+    driver.eject(1)
+    assert not machine.gic.spis[9].active
+
+
+def test_cpu_on_resets_the_cpu_interface(null_machine: Callable[..., VirtMachine]) -> None:
+    machine = null_machine("cpus=2")
+    driver = GuestDriver(machine)
+    driver.boot()
+    driver.init_gic(1)
+    assert machine.sysreg_read(1, "ICC_PMR_EL1") == 0xF0
+    assert driver.cpu_off(1) == 0
+    assert driver.cpu_on(1) == 0
+    assert machine.sysreg_read(1, "ICC_PMR_EL1") == 0
+    assert machine.sysreg_read(1, "ICC_IGRPEN1_EL1") == 0

@@ -178,7 +178,18 @@ class Gicv3:
         self.ctlr = 0
         self.lock = threading.RLock()
         self._signal = signal or (lambda _cpu: None)
-        self._report = report or (lambda _msg: None)
+        self._report_now = report or (lambda _msg: None)
+        self._reports: list[str] = []
+
+    def _report(self, message: str) -> None:
+        """Queue a guest-error report; delivered by :meth:`_flush_reports` outside the lock."""
+        self._reports.append(message)
+
+    def _flush_reports(self) -> None:
+        with self.lock:
+            reports, self._reports = self._reports, []
+        for message in reports:
+            self._report_now(message)
 
     # -- layout ---------------------------------------------------------------
 
@@ -202,12 +213,28 @@ class Gicv3:
             if not accessible:
                 for irq in cpu.private:
                     irq.pending = irq.active = False
+                for intid, _priority in cpu.active_stack:
+                    if intid >= 32:
+                        self.spis[intid - 32].active = False
                 cpu.active_stack.clear()
                 cpu.igrpen1 = cpu.igrpen0 = False
                 cpu.pmr = 0
                 cpu.waker_sleep = True
         if accessible:
             self._signal(index)
+
+    def reset_cpu_interface(self, index: int) -> None:
+        """CPU ``index`` comes out of reset (PSCI ``CPU_ON``): its ``ICC_*`` state and
+        banked interrupts return to reset values, and SPIs it had active are released."""
+        with self.lock:
+            cpu = self.cpus[index]
+            for intid, _priority in cpu.active_stack:
+                if intid >= 32:
+                    self.spis[intid - 32].active = False
+            fresh = CpuInterface(cpu.slot, cpu.rd_base, cpu.last)
+            fresh.accessible = cpu.accessible
+            self.cpus[index] = fresh
+            self._by_affinity[cpu.slot.arch_id] = fresh
 
     def reset(self) -> None:
         """System reset: every register back to its reset value.
@@ -318,7 +345,7 @@ class Gicv3:
                 "ICC_SRE_EL1": cpu.sre,
                 "ICC_IGRPEN1_EL1": int(cpu.igrpen1),
                 "ICC_IGRPEN0_EL1": int(cpu.igrpen0),
-                "ICC_RPR_EL1": cpu.running_priority & 0xFF,
+                "ICC_RPR_EL1": min(cpu.running_priority, 0xFF),
                 "ICC_AP1R0_EL1": 0,
                 "ICC_AP0R0_EL1": 0,
             }
@@ -345,8 +372,11 @@ class Gicv3:
                 cpu.ctlr = value & 0x3
             elif name == "ICC_SRE_EL1":
                 cpu.sre = 0x7
-            elif name in ("ICC_EOIR1_EL1", "ICC_DIR_EL1"):
-                self._end_of_interrupt(cpu, value & 0xFFFFFF)
+            elif name == "ICC_EOIR1_EL1":
+                self._end_of_interrupt(cpu, value & 0xFFFFFF, deactivate=not cpu.ctlr & 0x2)
+                signal_to.append(index)
+            elif name == "ICC_DIR_EL1":
+                self._deactivate(cpu, value & 0xFFFFFF)
                 signal_to.append(index)
             elif name in ("ICC_SGI1R_EL1", "ICC_ASGI1R_EL1"):
                 signal_to.extend(self._generate_sgi(cpu, value))
@@ -355,6 +385,7 @@ class Gicv3:
                 pass
             else:
                 raise GuestError(f"{name} is read-only or unknown")
+        self._flush_reports()
         for target in signal_to:
             self._signal(target)
 
@@ -370,14 +401,25 @@ class Gicv3:
         cpu.active_stack.append((intid, priority))
         return intid
 
-    def _end_of_interrupt(self, cpu: CpuInterface, intid: int) -> None:
+    def _end_of_interrupt(self, cpu: CpuInterface, intid: int, deactivate: bool) -> None:
+        """Priority drop, plus deactivation unless ``ICC_CTLR_EL1.EOImode`` is 1."""
         for position in range(len(cpu.active_stack) - 1, -1, -1):
             if cpu.active_stack[position][0] == intid:
                 del cpu.active_stack[position]
-                if intid < NUM_IRQS:
+                if deactivate and intid < NUM_IRQS:
                     self._irq(cpu, intid).active = False
                 return
         self._report(f"CPU {cpu.slot.index} wrote EOI for INTID {intid}, which is not active")
+
+    def _deactivate(self, cpu: CpuInterface, intid: int) -> None:
+        """``ICC_DIR_EL1``: deactivate (only meaningful with EOImode 1)."""
+        if not cpu.ctlr & 0x2:
+            self._report(f"CPU {cpu.slot.index} wrote ICC_DIR_EL1 with EOImode 0: ignored")
+            return
+        if intid < NUM_IRQS and self._irq(cpu, intid).active:
+            self._irq(cpu, intid).active = False
+            return
+        self._report(f"CPU {cpu.slot.index} deactivated INTID {intid}, which is not active")
 
     def _generate_sgi(self, source: CpuInterface, value: int) -> list[int]:
         intid = (value >> 24) & 0xF
@@ -386,8 +428,9 @@ class Gicv3:
             candidates = [c for c in self.cpus if c is not source]
         else:
             aff1, aff2, aff3 = (value >> 16) & 0xFF, (value >> 32) & 0xFF, (value >> 48) & 0xFF
+            range_selector = (value >> 44) & 0xF
             wanted = {
-                (aff3 << 32) | (aff2 << 16) | (aff1 << 8) | bit
+                (aff3 << 32) | (aff2 << 16) | (aff1 << 8) | (range_selector * 16 + bit)
                 for bit in range(16) if value & (1 << bit)
             }
             candidates = [self._by_affinity[a] for a in sorted(wanted) if a in self._by_affinity]
@@ -401,11 +444,14 @@ class Gicv3:
 
     def mmio_read(self, addr: int, size: int) -> int:
         """A guest read of ``size`` bytes at ``addr`` in the distributor or a redistributor."""
-        with self.lock:
-            if memmap.GICD.contains(addr):
-                return self._dist_read(addr - memmap.GICD.base, size)
-            cpu, frame, offset = self._locate(addr)
-            return self._redist_read(cpu, frame, offset, size)
+        try:
+            with self.lock:
+                if memmap.GICD.contains(addr):
+                    return self._dist_read(addr - memmap.GICD.base, size)
+                cpu, frame, offset = self._locate(addr)
+                return self._redist_read(cpu, frame, offset, size)
+        finally:
+            self._flush_reports()
 
     def mmio_write(self, addr: int, size: int, value: int) -> None:
         """A guest write of ``size`` bytes at ``addr``; bad writes are reported, not applied."""
@@ -419,9 +465,11 @@ class Gicv3:
                     self._report(
                         f"write to redistributor of CPU {cpu.slot.index} ignored: not plugged"
                     )
-                    return
-                self._redist_write(cpu, frame, offset, size, value)
-                targets = [cpu.slot.index]
+                    targets = []
+                else:
+                    self._redist_write(cpu, frame, offset, size, value)
+                    targets = [cpu.slot.index]
+        self._flush_reports()
         for target in targets:
             self._signal(target)
 
@@ -478,15 +526,15 @@ class Gicv3:
             if base <= offset < base + 0x80:
                 first = (offset - base) * 8
                 irqs = self._bitmap_irqs(cpu, first, size * 8)
-                if cpu is None and first < 32:
-                    return 0
+                if (cpu is None) == (first < 32):
+                    return 0  # SGI/PPI bits live in the redistributor, SPIs in the distributor
                 if value is None:
                     return self._bitmap_read(irqs, attr)
                 self._bitmap_write(irqs, attr, value, set_to)
                 return 0
         if GICD_IPRIORITYR <= offset < GICD_IPRIORITYR + NUM_IRQS:
             first = offset - GICD_IPRIORITYR
-            if cpu is None and first < 32:
+            if (cpu is None) == (first < 32):
                 return 0
             irqs = self._bitmap_irqs(cpu, first, size)
             if value is None:
@@ -496,7 +544,7 @@ class Gicv3:
             return 0
         if GICD_ICFGR <= offset < GICD_ICFGR + NUM_IRQS // 4:
             first = (offset - GICD_ICFGR) * 4
-            if cpu is None and first < 32:
+            if (cpu is None) == (first < 32):
                 return 0
             irqs = self._bitmap_irqs(cpu, first, size * 4)
             if value is None:

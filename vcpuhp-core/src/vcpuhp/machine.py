@@ -13,6 +13,7 @@ Every public method takes the machine lock; every refused request raises a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -27,13 +28,11 @@ from vcpuhp.config import CPU_MODELS, MachineConfig, cpu_qom_type
 from vcpuhp.devices import GED_EVENT_CPU_HOTPLUG, AcpiGed, CpuHotplugRegisters, Pl011
 from vcpuhp.devices.ged import GED_EVENT_POWER_DOWN
 from vcpuhp.errors import (
-    BackendError,
     DeviceError,
     DeviceNotFound,
     GuestError,
     PolicyRefused,
     StateError,
-    VcpuhpError,
 )
 from vcpuhp.gic import Gicv3
 from vcpuhp.masks import CpuMasks
@@ -47,6 +46,7 @@ from vcpuhp.psci import (
     AffinityState,
     PsciFunction,
     PsciReturn,
+    is_smc64,
     target_affinity,
 )
 from vcpuhp.topology import Topology
@@ -57,7 +57,8 @@ _ID_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
 _CPU_PROPS: Final = ("socket-id", "cluster-id", "core-id", "thread-id")
 OST_EVENT_EJECT_REQUEST: Final = 0x03
 OST_STATUS_SUCCESS: Final = 0x00
-OST_STATUS_IN_PROGRESS: Final = 0x80
+OST_STATUS_EJECT_IN_PROGRESS: Final = 0x84
+"""What Linux reports (``ACPI_OST_SC_EJECT_IN_PROGRESS``) before every eject."""
 
 
 class RunState(Enum):
@@ -109,6 +110,24 @@ class VirtMachine:
             (memmap.UART, self.uart),
         ]
 
+    # -- plugin hooks ---------------------------------------------------------------
+
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        """Call an observer hook; a plugin that raises is logged, never breaks the machine."""
+        try:
+            getattr(self.plugins.hook, hook)(machine=self, **kwargs)
+        except Exception:
+            _log.exception("plugin observer hook %s failed", hook)
+
+    def _ask(self, hook: str, **kwargs: Any) -> str | None:
+        """Call a policy hook: ``None`` allows; a reason (or a plugin that raises) refuses."""
+        try:
+            reason = getattr(self.plugins.hook, hook)(machine=self, **kwargs)
+        except Exception as exc:
+            _log.exception("plugin policy hook %s failed", hook)
+            return f"policy plugin failed: {type(exc).__name__}: {exc}"
+        return None if reason is None else str(reason)
+
     # -- life cycle -----------------------------------------------------------------
 
     @property
@@ -134,19 +153,51 @@ class VirtMachine:
                             self.parked.park(handle)
                 if caps.executes_guest_code:
                     self._load_boot_image()
-            except VcpuhpError:
-                self.backend.close()
+                self.run_state = RunState.RUNNING
+                self._start_boot_cpu()
+            except BaseException:
+                self._undo_realize()
                 raise
-            self.run_state = RunState.RUNNING
-            self._start_boot_cpu()
-            self.plugins.hook.vcpuhp_machine_realized(machine=self, backend=self.backend)
+            self._notify("vcpuhp_machine_realized", backend=self.backend)
+
+    def _undo_realize(self) -> None:
+        """A realize that failed part-way: release what it made; the machine stays
+        in ``prelaunch`` and may be realized again."""
+        for vcpu in self.vcpus:
+            handle = vcpu.handle
+            if handle is not None and handle.realized:
+                with contextlib.suppress(Exception):
+                    self.backend.power_off(handle)
+                with contextlib.suppress(Exception):
+                    self.backend.unrealize_vcpu(handle)
+            vcpu.state, vcpu.handle = VcpuState.UNPLUGGED, None
+            self.gic.set_accessible(vcpu.slot.index, False)
+        self.parked = ParkedVcpus()
+        with contextlib.suppress(Exception):
+            self.backend.close()
+        if self.memory is not None:
+            self.memory.close()
+            self.memory = None
+        self.run_state = RunState.PRELAUNCH
 
     def _realize(self, vcpu: Vcpu, handle: BackendVcpu) -> None:
+        """Realize ``handle`` as ``vcpu`` (plugged, powered off, GIC interface wired).
+
+        All or nothing: on failure the backend vCPU is unrealized again and the
+        CPU record is untouched.
+        """
         self.backend.realize_vcpu(handle)
         handle.realized = True
-        vcpu.handle = handle
-        vcpu.advance("plug")
-        self.gic.set_accessible(vcpu.slot.index, True)
+        try:
+            vcpu.advance("plug")
+            vcpu.handle = handle
+            self.gic.set_accessible(vcpu.slot.index, True)
+        except BaseException:
+            vcpu.state, vcpu.handle = VcpuState.UNPLUGGED, None
+            self.gic.set_accessible(vcpu.slot.index, False)
+            self.backend.unrealize_vcpu(handle)
+            handle.realized = False
+            raise
 
     def _load_boot_image(self) -> None:
         from vcpuhp import boot
@@ -172,15 +223,17 @@ class VirtMachine:
                 return
             was_running = self.run_state is not RunState.PRELAUNCH
             self.run_state = RunState.SHUTDOWN
+            running = [v.handle for v in self.vcpus if v.handle is not None
+                       and v.state in (VcpuState.ONLINE, VcpuState.ON_PENDING)]
+            realized = [v.handle for v in self.vcpus
+                        if v.handle is not None and v.handle.realized]
         if was_running:
-            for vcpu in self.vcpus:
-                if vcpu.handle is not None and vcpu.state in (VcpuState.ONLINE,
-                                                              VcpuState.ON_PENDING):
-                    self.backend.power_off(vcpu.handle)
-            for vcpu in self.vcpus:
-                if vcpu.handle is not None and vcpu.handle.realized:
-                    self.backend.unrealize_vcpu(vcpu.handle)
-                    vcpu.handle.realized = False
+            # Outside the lock: unrealize joins vCPU threads that may be waiting for it.
+            for handle in running:
+                self.backend.power_off(handle)
+            for handle in realized:
+                self.backend.unrealize_vcpu(handle)
+                handle.realized = False
             self.backend.close()
         with self._lock:
             if self.memory is not None:
@@ -250,9 +303,8 @@ class VirtMachine:
                 raise DeviceError(
                     f"CPU slot {_describe(slot.props())} is already plugged (by {owner!r})"
                 )
-            reason = self.plugins.hook.vcpuhp_device_add_allowed(
-                machine=self, slot=slot, driver=driver, device_id=device_id
-            )
+            reason = self._ask("vcpuhp_device_add_allowed", slot=slot, driver=driver,
+                               device_id=device_id)
             if reason is not None:
                 raise PolicyRefused(f"device_add refused by policy: {reason}")
             handle = self._take_backend_vcpu(vcpu)
@@ -267,7 +319,7 @@ class VirtMachine:
             self.ged.signal(GED_EVENT_CPU_HOTPLUG)
             self.events.emit(ev.CPU_PLUGGED, device=device_id, path=vcpu.qom_path,
                              cpu_index=slot.index, arch_id=slot.arch_id)
-            self.plugins.hook.vcpuhp_cpu_plugged(machine=self, vcpu=vcpu)
+            self._notify("vcpuhp_cpu_plugged", vcpu=vcpu)
             return vcpu
 
     def _check_driver(self, driver: str) -> None:
@@ -323,6 +375,8 @@ class VirtMachine:
         with self._lock:
             self._require_running("device_del")
             vcpu = self.find_device(id)
+            if vcpu.slot.index == 0:
+                raise PolicyRefused("CPU 0 is the boot CPU and can never be unplugged")
             if vcpu.cold_booted and not self.config.allow_cold_unplug:
                 raise PolicyRefused(
                     f"CPU {vcpu.slot.index} ({id}) was enabled at boot; unplugging cold-booted "
@@ -330,7 +384,7 @@ class VirtMachine:
                 )
             if vcpu.unplug_requested:
                 raise DeviceError(f"Device {id} is already in the process of unplug")
-            reason = self.plugins.hook.vcpuhp_device_del_allowed(machine=self, vcpu=vcpu)
+            reason = self._ask("vcpuhp_device_del_allowed", vcpu=vcpu)
             if reason is not None:
                 raise PolicyRefused(f"device_del refused by policy: {reason}")
             vcpu.remove_pending = vcpu.unplug_requested = True
@@ -349,6 +403,10 @@ class VirtMachine:
         """
         with self._lock:
             vcpu = self.vcpus[index]
+            if self.run_state is RunState.SHUTDOWN:
+                raise StateError("machine is shut down")
+            if index == 0:
+                raise PolicyRefused("CPU 0 is the boot CPU and can never be ejected")
             if not vcpu.enabled:
                 raise StateError(f"CPU {index} is not plugged")
             if vcpu.cold_booted and not self.config.allow_cold_unplug:
@@ -370,7 +428,7 @@ class VirtMachine:
             vcpu.insert_pending = vcpu.remove_pending = vcpu.fw_remove = False
             vcpu.unplug_requested = False
             self.events.emit(ev.DEVICE_DELETED, device=device_id, path=path, cpu_index=index)
-            self.plugins.hook.vcpuhp_cpu_unplugged(machine=self, vcpu=vcpu, device_id=device_id)
+            self._notify("vcpuhp_cpu_unplugged", vcpu=vcpu, device_id=device_id)
 
     def ost(self, index: int, event: int, status: int) -> None:
         """The guest's ``_OST`` report for CPU ``index``."""
@@ -383,9 +441,9 @@ class VirtMachine:
             "status": status,
         }
         self.events.emit(ev.ACPI_DEVICE_OST, info=info)
-        self.plugins.hook.vcpuhp_acpi_ost(machine=self, vcpu=vcpu, event=event, status=status)
+        self._notify("vcpuhp_acpi_ost", vcpu=vcpu, event=event, status=status)
         if (event == OST_EVENT_EJECT_REQUEST and vcpu.unplug_requested
-                and status not in (OST_STATUS_SUCCESS, OST_STATUS_IN_PROGRESS)):
+                and status not in (OST_STATUS_SUCCESS, OST_STATUS_EJECT_IN_PROGRESS)):
             vcpu.unplug_requested = False
             self.events.emit(ev.DEVICE_UNPLUG_GUEST_ERROR, device=vcpu.device_id,
                              path=vcpu.qom_path)
@@ -410,12 +468,16 @@ class VirtMachine:
             if not 0 <= caller < len(self.vcpus):
                 raise GuestError(f"CPU {caller} does not exist (0-{len(self.vcpus) - 1})")
             source = self.vcpus[caller]
+            if self.run_state is RunState.SHUTDOWN:
+                raise GuestError("machine is shut down: no CPU runs")
             if source.state is not VcpuState.ONLINE:
                 raise GuestError(
                     f"CPU {caller} is {source.state.value}: only a running CPU can call PSCI"
                 )
-            a = [*args, 0, 0, 0][:3]
             fid = function_id & 0xFFFF_FFFF
+            a = [*args, 0, 0, 0][:3]
+            if not is_smc64(fid):  # SMCCC: a 32-bit call sees only w1-w3
+                a = [x & 0xFFFF_FFFF for x in a]
             if fid == PsciFunction.PSCI_VERSION:
                 return PSCI_VERSION_1_1
             if fid in (PsciFunction.CPU_ON, PsciFunction.CPU_ON_64):
@@ -424,6 +486,8 @@ class VirtMachine:
                 return self._cpu_off(source)
             if fid in (PsciFunction.AFFINITY_INFO, PsciFunction.AFFINITY_INFO_64):
                 return self._affinity_info(fid, a[0], a[1])
+            if fid in (PsciFunction.CPU_SUSPEND, PsciFunction.CPU_SUSPEND_64):
+                return PsciReturn.SUCCESS  # standby that wakes at once: a WFI
             if fid == PsciFunction.MIGRATE_INFO_TYPE:
                 return MIGRATE_INFO_TYPE_NOT_NEEDED
             if fid == PsciFunction.PSCI_FEATURES:
@@ -452,19 +516,20 @@ class VirtMachine:
         assert self.memory is not None
         if entry % 4 or not self.memory.contains(entry, 4):
             return PsciReturn.INVALID_ADDRESS
-        reason = self.plugins.hook.vcpuhp_cpu_on_allowed(
-            machine=self, caller=caller, target=target, entry_point=entry, context_id=context
-        )
+        reason = self._ask("vcpuhp_cpu_on_allowed", caller=caller, target=target,
+                           entry_point=entry, context_id=context)
         if reason is not None:
             _log.info("CPU_ON of CPU %d denied by policy: %s", slot.index, reason)
             return PsciReturn.DENIED
+        previous = (target.state, target.entry_point, target.context_id)
+        self.gic.reset_cpu_interface(slot.index)
         target.advance("cpu_on")
         target.entry_point, target.context_id = entry, context
         try:
             self.backend.power_on(target.handle, entry, (context,))
-        except BackendError:
+        except Exception:
             _log.exception("backend failed to power on CPU %d", slot.index)
-            target.state = VcpuState.POWERED_OFF
+            target.state, target.entry_point, target.context_id = previous
             return PsciReturn.INTERNAL_FAILURE
         return PsciReturn.SUCCESS
 
@@ -476,7 +541,7 @@ class VirtMachine:
                 return
             vcpu.advance("started")
             self.events.emit(ev.CPU_POWERED_ON, cpu_index=index, device=vcpu.device_id)
-            self.plugins.hook.vcpuhp_cpu_powered_on(machine=self, vcpu=vcpu)
+            self._notify("vcpuhp_cpu_powered_on", vcpu=vcpu)
 
     def _cpu_off(self, caller: Vcpu) -> int:
         if not any(v.online for v in self.vcpus if v is not caller):
@@ -485,7 +550,7 @@ class VirtMachine:
         self.backend.power_off(caller.handle)
         self.events.emit(ev.CPU_POWERED_OFF, cpu_index=caller.slot.index,
                          device=caller.device_id)
-        self.plugins.hook.vcpuhp_cpu_powered_off(machine=self, vcpu=caller)
+        self._notify("vcpuhp_cpu_powered_off", vcpu=caller)
         return PsciReturn.SUCCESS
 
     def _affinity_info(self, fid: int, mpidr: int, level: int) -> int:
@@ -515,6 +580,8 @@ class VirtMachine:
             if vcpu.enabled:
                 vcpu.advance("reset")
         self.gic.reset()
+        if self.backend.capabilities.executes_guest_code:
+            self._load_boot_image()  # a reset guest starts from pristine tables and image
         self.events.emit(ev.RESET, guest=True, reason="guest-reset")
         self._start_boot_cpu()
 
@@ -588,6 +655,8 @@ class VirtMachine:
             _log.error("%s", message)
             if vcpu.state in (VcpuState.ONLINE, VcpuState.ON_PENDING):
                 vcpu.state = VcpuState.POWERED_OFF
+                if vcpu.handle is not None:
+                    self.backend.power_off(vcpu.handle)
             self.events.emit(ev.VCPU_FAULT, cpu_index=index, message=message)
 
     # -- queries ----------------------------------------------------------------------------------
@@ -645,12 +714,12 @@ class VirtMachine:
         return int(native) if native is not None else threading.get_native_id()
 
     def query_acpi_ospm_status(self) -> list[dict[str, Any]]:
-        """QMP ``query-acpi-ospm-status``: the last ``_OST`` of each enabled CPU."""
+        """QMP ``query-acpi-ospm-status``: the last ``_OST`` of every CPU slot (as QEMU)."""
         with self._lock:
             return [
                 {"device": v.device_id, "slot": str(v.slot.index), "slot-type": "CPU",
                  "source": v.ost_event, "status": v.ost_status}
-                for v in self.vcpus if v.enabled
+                for v in self.vcpus
             ]
 
     def query_status(self) -> dict[str, Any]:

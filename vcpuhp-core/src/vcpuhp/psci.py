@@ -57,7 +57,8 @@ MIGRATE_INFO_TYPE_NOT_NEEDED: Final = 2
 
 IMPLEMENTED: Final = frozenset(
     {
-        PsciFunction.PSCI_VERSION, PsciFunction.CPU_OFF, PsciFunction.CPU_ON,
+        PsciFunction.PSCI_VERSION, PsciFunction.CPU_SUSPEND, PsciFunction.CPU_SUSPEND_64,
+        PsciFunction.CPU_OFF, PsciFunction.CPU_ON,
         PsciFunction.CPU_ON_64, PsciFunction.AFFINITY_INFO, PsciFunction.AFFINITY_INFO_64,
         PsciFunction.MIGRATE_INFO_TYPE, PsciFunction.SYSTEM_OFF, PsciFunction.SYSTEM_RESET,
         PsciFunction.PSCI_FEATURES,

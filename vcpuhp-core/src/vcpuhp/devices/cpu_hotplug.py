@@ -13,8 +13,11 @@ offset  read                                         write
 0x8     command data (next selector / arch id low)   command data (OST event / status)
 ======  ===========================================  ==========================================
 
-Writes the guest has no business making (a selector past the last CPU, an
-unknown command, a bad access size) change nothing and are reported.
+As the spec says, the selector stores any value, but while it does not name
+a possible CPU every other register reads 0 and ignores writes (the spec's
+own enumeration loop relies on this). Writes the guest has no business making
+(an unknown command, reserved flag bits, a bad access size) change nothing and
+are reported.
 """
 
 from __future__ import annotations
@@ -77,11 +80,18 @@ class CpuHotplugRegisters:
 
     @property
     def selected(self) -> Vcpu:
-        """The CPU the selector points at."""
+        """The CPU the selector points at (check :attr:`selects_a_cpu` first)."""
         return self._vcpus[self.selector]
+
+    @property
+    def selects_a_cpu(self) -> bool:
+        """Whether the selector names a possible CPU."""
+        return self.selector < len(self._vcpus)
 
     def read(self, offset: int, size: int) -> int:
         """A guest read; unmapped bytes read as zero."""
+        if not self.selects_a_cpu and size in (1, 4) and offset in (0x0, 0x4, 0x8):
+            return 0
         if offset == OFF_SELECTOR and size == 4:
             if self.command == CMD_GET_ARCH_ID:
                 return (self.selected.slot.arch_id >> 32) & 0xFFFF_FFFF
@@ -109,12 +119,9 @@ class CpuHotplugRegisters:
     def write(self, offset: int, size: int, value: int) -> None:
         """A guest write; an invalid one is reported and changes nothing."""
         if offset == OFF_SELECTOR and size == 4:
-            if value >= len(self._vcpus):
-                self._controller.guest_error(
-                    f"CPU hotplug block: selector {value} is out of range 0-{len(self._vcpus) - 1}"
-                )
-                return
             self.selector = value
+        elif not self.selects_a_cpu and (offset, size) in ((0x4, 1), (0x5, 1), (0x8, 4)):
+            return
         elif offset == OFF_FLAGS and size == 1:
             self._write_flags(value)
         elif offset == OFF_COMMAND and size == 1:
@@ -136,19 +143,17 @@ class CpuHotplugRegisters:
             )
             return
         vcpu = self.selected
-        if value & FLAG_EJECT:
-            # Eject is all-or-nothing: the controller refuses by raising and
-            # then nothing else in this write is applied.
+        # One action per write, in QEMU's order of precedence.
+        if value & FLAG_INSERT:
+            vcpu.insert_pending = False
+        elif value & FLAG_REMOVE:
+            vcpu.remove_pending = False
+        elif value & FLAG_EJECT:
             try:
                 self._controller.eject(vcpu.slot.index)
             except Exception as exc:
                 self._controller.guest_error(f"CPU hotplug block: eject refused: {exc}")
-                return
-        if value & FLAG_INSERT:
-            vcpu.insert_pending = False
-        if value & FLAG_REMOVE:
-            vcpu.remove_pending = False
-        if value & FLAG_FW_REMOVE:
+        elif value & FLAG_FW_REMOVE:
             vcpu.fw_remove = True
 
     def _write_command(self, value: int) -> None:
@@ -164,7 +169,7 @@ class CpuHotplugRegisters:
             for step in range(count):
                 index = (self.selector + step) % count
                 vcpu = self._vcpus[index]
-                if vcpu.insert_pending or vcpu.remove_pending:
+                if vcpu.insert_pending or vcpu.remove_pending or vcpu.fw_remove:
                     self.selector = index
                     break
 
