@@ -3,9 +3,44 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, print_blob=True, deadline=None)
 settings.register_profile("dev", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def vcpuhp_process() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start ``vcpuhp ARGS...`` and return once ``socket`` exists; killed at teardown.
+
+    ``start(socket_path, *args)`` -> the running process.
+    """
+    started: list[subprocess.Popen[str]] = []
+
+    def start(socket_path: Path, *args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, "-m", "vcpuhp.cli", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started.append(proc)
+        deadline = time.monotonic() + 30
+        while not socket_path.exists():
+            if proc.poll() is not None:
+                raise AssertionError(f"vcpuhp exited early: {proc.communicate()[1]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{socket_path} never appeared")
+            time.sleep(0.05)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)

@@ -31,6 +31,21 @@ def _unchanged(machine: VirtMachine, call: Callable[[], object]) -> object:
     return result
 
 
+def _guest_error_of(machine: VirtMachine, call: Callable[[], object]) -> str:
+    """The GUEST_ERROR message ``call`` causes; the machine must stay unchanged."""
+    with machine.events.recorder() as recorder:
+        _unchanged(machine, call)
+        error = recorder.wait_for(ev.GUEST_ERROR, timeout=1)
+    return str(error.data["message"])
+
+
+def _online_core4(seed: Seed) -> None:
+    """Plug core 4 and let the guest online it."""
+    machine, driver = seed
+    machine.device_add("max-arm-cpu", "core4", **{"core-id": 4})
+    driver.handle_hotplug()
+
+
 @pytest.mark.parametrize(
     ("driver", "device_id", "props", "error", "message"),
     [
@@ -180,10 +195,7 @@ def test_garbage_register_writes_are_reported_and_ignored(
     seed: Seed, offset: int, size: int, value: int, message: str
 ) -> None:
     machine, _ = seed
-    with machine.events.recorder() as recorder:
-        _unchanged(machine, lambda: machine.mmio_write(HP + offset, size, value))
-        error = recorder.wait_for(ev.GUEST_ERROR, timeout=1)
-    assert message in error.data["message"]
+    assert message in _guest_error_of(machine, lambda: machine.mmio_write(HP + offset, size, value))
 
 
 def test_selector_past_the_last_cpu_reads_zero_and_ignores_writes(seed: Seed) -> None:
@@ -214,16 +226,13 @@ def test_the_boot_cpu_is_never_unplugged(null_machine: Callable[..., VirtMachine
     with pytest.raises(PolicyRefused, match="CPU 0 is the boot CPU"):
         _unchanged(machine, lambda: machine.device_del("/machine/unattached/device[0]"))
     assert driver.cpu_off(0) == 0
-    with machine.events.recorder() as recorder:
-        _unchanged(machine, lambda: driver.eject(0))
-        error = recorder.wait_for(ev.GUEST_ERROR, timeout=1)
-    assert "CPU 0 is the boot CPU and can never be ejected" in error.data["message"]
+    message = _guest_error_of(machine, lambda: driver.eject(0))
+    assert "CPU 0 is the boot CPU and can never be ejected" in message
 
 
 def test_linux_eject_in_progress_ost_is_not_a_guest_error(seed: Seed) -> None:
     machine, driver = seed
-    machine.device_add("max-arm-cpu", "core4", **{"core-id": 4})
-    driver.handle_hotplug()
+    _online_core4(seed)
     machine.device_del("core4")
     driver.scan()
     with machine.events.recorder() as recorder:
@@ -301,8 +310,7 @@ def test_a_failed_realize_can_be_retried() -> None:
 
 def test_a_vcpu_fault_powers_the_backend_vcpu_off(seed: Seed) -> None:
     machine, driver = seed
-    machine.device_add("max-arm-cpu", "core4", **{"core-id": 4})
-    driver.handle_hotplug()
+    _online_core4(seed)
     machine.vcpu_fault(4, RuntimeError("guest fault"))
     assert machine.backend.vcpus[4].powered is False  # type: ignore[attr-defined]
     machine.device_del("core4")
@@ -314,18 +322,14 @@ def test_a_vcpu_fault_powers_the_backend_vcpu_off(seed: Seed) -> None:
 
 def test_eject_of_a_running_cpu_is_refused(seed: Seed) -> None:
     machine, driver = seed
-    machine.device_add("max-arm-cpu", "core4", **{"core-id": 4})
-    driver.handle_hotplug()
-    with machine.events.recorder() as recorder:
-        _unchanged(machine, lambda: driver.eject(4))
-        error = recorder.wait_for(ev.GUEST_ERROR, timeout=1)
-    assert "CPU 4 is online; the guest must CPU_OFF it before eject" in error.data["message"]
+    _online_core4(seed)
+    message = _guest_error_of(machine, lambda: driver.eject(4))
+    assert "CPU 4 is online; the guest must CPU_OFF it before eject" in message
 
 
 def test_failed_eject_ost_reports_unplug_guest_error(seed: Seed) -> None:
     machine, driver = seed
-    machine.device_add("max-arm-cpu", "core4", **{"core-id": 4})
-    driver.handle_hotplug()
+    _online_core4(seed)
     machine.device_del("core4")
     driver.scan()
     with machine.events.recorder() as recorder:

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 from vcpuhp_null.protocol import connect
 
 
-def test_cli_serves_the_test_protocol(tmp_path: Path) -> None:
+def test_cli_serves_the_test_protocol(
+    tmp_path: Path, vcpuhp_process: Callable[..., subprocess.Popen[str]]
+) -> None:
     path = tmp_path / "qtest.sock"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vcpuhp.cli", "run", "--accel", "null", "--smp",
-         "cpus=2,maxcpus=4", "--monitor", "none", "--qtest", f"unix:{path}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = vcpuhp_process(path, "run", "--accel", "null", "--smp", "cpus=2,maxcpus=4",
+                          "--monitor", "none", "--qtest", f"unix:{path}")
     try:
-        deadline = time.monotonic() + 30
-        while not path.exists():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "test protocol socket never appeared"
-            time.sleep(0.05)
         assert path.stat().st_mode & 0o777 == 0o600
         sock = connect(f"unix:{path}")
         stream = sock.makefile("rw", encoding="ascii", newline="\n")

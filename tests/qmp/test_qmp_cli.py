@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .helpers import connect, execute, next_event
@@ -29,22 +28,11 @@ async def _session(path: Path) -> list[str]:
     return seen
 
 
-def test_cli_runs_until_qmp_quit(tmp_path: Path) -> None:
+def test_cli_runs_until_qmp_quit(
+    tmp_path: Path, vcpuhp_process: Callable[..., subprocess.Popen[str]]
+) -> None:
     path = tmp_path / "qmp.sock"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vcpuhp.cli", "run", "--accel", "null", "--smp",
-         "cpus=4,maxcpus=6", "--monitor", "none", "--qmp", f"unix:{path}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not path.exists():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        assert asyncio.run(asyncio.wait_for(_session(path), 60)) == ["0-1,4", "core4"]
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc = vcpuhp_process(path, "run", "--accel", "null", "--smp", "cpus=4,maxcpus=6",
+                          "--monitor", "none", "--qmp", f"unix:{path}")
+    assert asyncio.run(asyncio.wait_for(_session(path), 60)) == ["0-1,4", "core4"]
+    assert proc.wait(timeout=30) == 0
