@@ -23,12 +23,20 @@ Asynchronous lines::
 
     IRQ raise CPU                 CPU has an interrupt it would take now
     EVENT NAME {json data}        a machine event (DEVICE_DELETED, ACPI_DEVICE_OST, ...)
+
+Every outgoing line goes through the connection's queue and its own writer
+thread, so the thread that emits an event (often a vCPU holding the machine
+lock) never waits for a client. A client that falls more than
+:data:`MAX_BACKLOG` lines behind is disconnected.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import queue
 import socket
 import socketserver
 import threading
@@ -42,7 +50,13 @@ from vcpuhp.machine import VirtMachine
 from vcpuhp.psci import PsciFunction
 from vcpuhp_null.driver import GuestDriver
 
+_log = logging.getLogger(__name__)
+
 MAX_LINE: Final = 4096
+#: Lines a client may fall behind (unread replies and events) before it is dropped.
+MAX_BACKLOG: Final = 10_000
+#: Seconds a closing connection's writer gets to flush what is still queued.
+_FLUSH_TIMEOUT: Final = 5.0
 _SIZES: Final = {"b": 1, "w": 2, "l": 4, "q": 8}
 _QUIET_EVENTS: Final = frozenset({ev.INTERRUPT, ev.CONSOLE})
 
@@ -81,7 +95,12 @@ class CommandInterpreter:
             self._commands[f"write{suffix}"] = self._writer(size)
 
     def execute(self, line: str) -> str:
-        """The reply line (without newline) to one command line."""
+        """The reply line (without newline) to one command line.
+
+        Never raises: a rejected command is ``ERR <why>``, and a bug in a
+        command (any other exception) is ``ERR internal error: <type>: <msg>``,
+        logged with its traceback.
+        """
         words = line.split()
         if not words:
             return "ERR empty command"
@@ -92,6 +111,9 @@ class CommandInterpreter:
             return handler(words[1:])
         except VcpuhpError as exc:
             return f"ERR {exc}".replace("\n", " ")
+        except Exception as exc:
+            _log.exception("test protocol: command %r failed", line)
+            return f"ERR internal error: {type(exc).__name__}: {exc}".replace("\n", " ")
 
     @staticmethod
     def _arity(args: list[str], low: int, high: int, usage: str) -> None:
@@ -172,20 +194,96 @@ class CommandInterpreter:
         return f"OK {self.machine.cpu_masks()}"
 
 
+class _Outbox:
+    """A connection's outgoing lines: queued by any thread, written by one writer thread.
+
+    :meth:`send` never blocks. When more than :data:`MAX_BACKLOG` lines are
+    waiting, the client is not reading: the connection is shut down (which
+    also ends the reader) and later lines are discarded.
+    """
+
+    def __init__(self, sock: socket.socket, wfile: Any, peer: str) -> None:
+        self._sock = sock
+        self._wfile = wfile
+        self._peer = peer
+        self._lines: queue.Queue[str | None] = queue.Queue(MAX_BACKLOG)
+        self._dropped = threading.Event()
+        self._drop_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._write_loop, daemon=True,
+                                        name=f"vcpuhp-qtest-writer {peer}")
+        self._thread.start()
+
+    @property
+    def dropped(self) -> bool:
+        """Whether the connection was shut down for falling behind or a write error."""
+        return self._dropped.is_set()
+
+    def send(self, line: str) -> None:
+        """Queue ``line`` (without newline) for the client."""
+        if self._dropped.is_set():
+            return
+        try:
+            self._lines.put_nowait(line)
+        except queue.Full:
+            if self._drop():
+                _log.warning("test protocol client %s is more than %d lines behind; "
+                             "dropping the connection", self._peer, MAX_BACKLOG)
+
+    def close(self) -> None:
+        """Let the writer flush what is queued (for a while), then stop it."""
+        try:
+            self._lines.put_nowait(None)
+        except queue.Full:
+            self._drop()
+        self._thread.join(_FLUSH_TIMEOUT)
+        if self._thread.is_alive():
+            self._drop()
+            self._thread.join(_FLUSH_TIMEOUT)
+
+    def _drop(self) -> bool:
+        """Shut the connection down; False when it already was."""
+        with self._drop_lock:
+            if self._dropped.is_set():
+                return False
+            self._dropped.set()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        while True:  # wake the writer if it waits on an empty queue
+            try:
+                self._lines.put_nowait(None)
+                return True
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self._lines.get_nowait()
+
+    def _write_loop(self) -> None:
+        while not self._dropped.is_set():
+            batch: list[str] = []
+            line = self._lines.get()
+            while line is not None:
+                batch.append(line)
+                try:
+                    line = self._lines.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                try:
+                    self._wfile.write("".join(f"{b}\n" for b in batch).encode())
+                    self._wfile.flush()
+                except OSError:
+                    self._dropped.set()
+                    return
+            if line is None:
+                return
+
+
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
 
     def handle(self) -> None:
         interpreter = CommandInterpreter(self.server.machine)
-        write_lock = threading.Lock()
-
-        def send(line: str) -> None:
-            with write_lock:
-                try:
-                    self.wfile.write(line.encode() + b"\n")
-                    self.wfile.flush()
-                except OSError:
-                    pass
+        outbox = _Outbox(self.connection, self.wfile, str(self.client_address or "unix"))
+        send = outbox.send
 
         def on_event(event: ev.MachineEvent) -> None:
             if event.name == ev.INTERRUPT:
@@ -195,7 +293,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
         unsubscribe = self.server.machine.events.subscribe(on_event)
         try:
-            while True:
+            while not outbox.dropped:
                 raw = self.rfile.readline(MAX_LINE + 1)
                 if not raw:
                     return
@@ -210,8 +308,11 @@ class _Handler(socketserver.StreamRequestHandler):
                     send("ERR commands are ASCII text")
                     continue
                 send(interpreter.execute(line))
+        except OSError:
+            return  # the connection was shut down under the reader
         finally:
             unsubscribe()
+            outbox.close()
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.BaseServer):
