@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from typing import Final
 
 from vcpuhp import events as ev
 from vcpuhp import memmap
@@ -18,6 +19,9 @@ from vcpuhp.machine import VirtMachine
 from vcpuhp_null.driver import GuestDriver
 
 _log = logging.getLogger(__name__)
+
+#: INTIDs 1020-1023 are special (1023: spurious, nothing to acknowledge).
+_FIRST_SPECIAL_INTID: Final = 1020
 
 
 class AutopilotGuest:
@@ -44,12 +48,28 @@ class AutopilotGuest:
         while self._wakeups.get():
             try:
                 while self.machine.gic.irq_pending(self.driver.boot_cpu):
-                    intid = self.driver.take_interrupt()
-                    if intid == memmap.spi_intid(memmap.ACPI_GED_SPI):
-                        self.driver.handle_hotplug()
-                    self.driver.end_interrupt(intid)
+                    if not self._take_one():
+                        break
             except VcpuhpError as exc:
                 _log.warning("autopilot guest: %s", exc)
+            except Exception:
+                _log.exception("autopilot guest: interrupt handling failed")
+
+    def _take_one(self) -> bool:
+        """Acknowledge, handle and end one interrupt; False when there was none.
+
+        The EOI happens even when handling raises, so the interrupt never stays
+        active (an active GED interrupt would silence every later one).
+        """
+        intid = self.driver.take_interrupt()
+        if intid >= _FIRST_SPECIAL_INTID:
+            return False  # spurious: nothing was acknowledged, so nothing to end
+        try:
+            if intid == memmap.spi_intid(memmap.ACPI_GED_SPI):
+                self.driver.handle_hotplug()
+        finally:
+            self.driver.end_interrupt(intid)
+        return True
 
     def close(self) -> None:
         """Stop answering."""
