@@ -31,6 +31,7 @@ from vcpuhp_null.backend import NullBackend
 OST_DEVICE_CHECK = 0x01
 OST_EJECT_REQUEST = 0x03
 OST_SUCCESS = 0x00
+OST_FAILURE = 0x01
 SECONDARY_ENTRY = memmap.KERNEL_LOAD_ADDR
 
 
@@ -161,21 +162,31 @@ class GuestDriver:
 
     def handle_hotplug(self) -> list[HotplugEvent]:
         """What the guest does on the GED interrupt: scan, online inserted CPUs,
-        offline and eject removed ones, report ``_OST`` for each."""
+        offline and eject removed ones, report ``_OST`` for each.
+
+        The ``_OST`` status is what really happened: success (0) only when an
+        inserted CPU's ``CPU_ON`` returned 0, or a removed CPU is no longer
+        enabled after ``_EJ0``; otherwise failure (1). Like Linux, a CPU that
+        ``CPU_OFF`` could not take offline is not ejected.
+        """
         if not self.read_ged() & GED_EVENT_CPU_HOTPLUG:
             return []
         found = self.scan()
         for event in found:
+            vcpu = self.machine.vcpus[event.index]
             if event.kind == "insert":
                 result = self.cpu_on(event.index)
-                if result == 0 and self.machine.vcpus[event.index].online:
+                if result == 0 and vcpu.online:
                     self.init_gic(event.index)
-                self.ost(event.index, OST_DEVICE_CHECK, OST_SUCCESS if result == 0 else 1)
+                self.ost(event.index, OST_DEVICE_CHECK,
+                         OST_SUCCESS if result == 0 else OST_FAILURE)
             else:
-                if self.machine.vcpus[event.index].online:
+                if vcpu.online:
                     self.cpu_off(event.index)
-                self.eject(event.index)
-                self.ost(event.index, OST_EJECT_REQUEST, OST_SUCCESS)
+                if not vcpu.online:
+                    self.eject(event.index)
+                self.ost(event.index, OST_EJECT_REQUEST,
+                         OST_FAILURE if vcpu.enabled else OST_SUCCESS)
         return found
 
     def init_gic(self, cpu: int | None = None) -> None:
