@@ -1,7 +1,14 @@
-"""Loading guest images into RAM: ELF64 (AArch64) or raw binaries."""
+"""Loading guest images into RAM: ELF64 (AArch64) or raw binaries.
+
+An ELF image is validated completely before anything is written to RAM: a
+truncated or inconsistent file is a :class:`~vcpuhp.errors.ConfigError` that
+names the file and the problem, and leaves RAM untouched. The symbol table is
+optional; a malformed one is ignored (with a warning) and the image still loads.
+"""
 
 from __future__ import annotations
 
+import logging
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +17,18 @@ from typing import Final
 from vcpuhp.errors import ConfigError
 from vcpuhp.memory import GuestMemory
 
+_log = logging.getLogger(__name__)
+
 _ELF_MAGIC: Final = b"\x7fELF"
 _EM_AARCH64: Final = 183
 _PT_LOAD: Final = 1
+_SHT_SYMTAB: Final = 2
+_EHDR: Final = struct.Struct("<16sHHIQQQIHHHHHH")
+_PHDR: Final = struct.Struct("<IIQQQQQQ")
+_SHDR: Final = struct.Struct("<IIQQQQIIQQ")
+_SYM: Final = struct.Struct("<IBBHQQ")
+#: Bytes of the entry instruction that must be in RAM.
+_ENTRY_BYTES: Final = 4
 
 
 @dataclass(frozen=True)
@@ -26,9 +42,20 @@ class LoadedImage:
     symbols: dict[str, int]
 
 
+@dataclass(frozen=True)
+class _Segment:
+    paddr: int
+    data: bytes
+    memsz: int
+
+
 def load_image(path: Path, memory: GuestMemory, load_address: int) -> LoadedImage:
     """Load ``path`` into ``memory``: an ELF at its segments' physical addresses,
-    anything else as a raw image at ``load_address`` (which is then the entry)."""
+    anything else as a raw image at ``load_address`` (which is then the entry).
+
+    Raises :class:`ConfigError` when the file cannot be read, is a malformed
+    ELF, or does not fit in guest RAM (an ELF's entry point must be in RAM too).
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -43,45 +70,107 @@ def load_image(path: Path, memory: GuestMemory, load_address: int) -> LoadedImag
     return LoadedImage(path, load_address, load_address, load_address + len(data), {})
 
 
+def _ram(memory: GuestMemory) -> str:
+    return f"{memory.base:#x}-{memory.base + memory.size - 1:#x}"
+
+
 def _load_elf(path: Path, data: bytes, memory: GuestMemory) -> LoadedImage:
-    if data[4] != 2 or data[5] != 1:
-        raise ConfigError(f"{path}: only little-endian ELF64 images are supported")
-    (machine,) = struct.unpack_from("<H", data, 18)
-    if machine != _EM_AARCH64:
-        raise ConfigError(f"{path}: ELF machine {machine} is not AArch64 ({_EM_AARCH64})")
-    entry, phoff, shoff = struct.unpack_from("<QQQ", data, 24)
-    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, 54)
-    low, high = 1 << 64, 0
-    for n in range(phnum):
-        p_type, _flags, offset, _vaddr, paddr, filesz, memsz, _align = struct.unpack_from(
-            "<IIQQQQQQ", data, phoff + n * phentsize
+    try:
+        entry, segments, section_table = _parse_elf(data, memory)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except (struct.error, IndexError, ValueError) as exc:  # a check missed below
+        raise ConfigError(f"{path}: malformed ELF image: {exc}") from None
+    for segment in segments:
+        memory.write(segment.paddr, segment.data + bytes(segment.memsz - len(segment.data)))
+    low = min(s.paddr for s in segments)
+    high = max(s.paddr + s.memsz for s in segments)
+    try:
+        symbols = _symbols(data, *section_table)
+    except (struct.error, IndexError, ValueError) as exc:
+        _log.warning("%s: ignoring malformed ELF symbol table: %s", path, exc)
+        symbols = {}
+    return LoadedImage(path, entry, low, high, symbols)
+
+
+def _parse_elf(data: bytes, memory: GuestMemory) -> tuple[int, list[_Segment],
+                                                          tuple[int, int, int]]:
+    """Validate an ELF image; its entry, loadable segments and section table location.
+
+    Raises :class:`ConfigError` (without the file name) for anything malformed.
+    """
+    if len(data) < _EHDR.size:
+        raise ConfigError(
+            f"truncated ELF header: the file has {len(data)} bytes, the header needs {_EHDR.size}"
         )
-        if p_type != _PT_LOAD or memsz == 0:
+    (ident, _type, machine, _version, entry, phoff, shoff, _flags, _ehsize,
+     phentsize, phnum, shentsize, shnum, _shstrndx) = _EHDR.unpack_from(data)
+    if ident[4] != 2 or ident[5] != 1:
+        raise ConfigError("only little-endian ELF64 images are supported")
+    if machine != _EM_AARCH64:
+        raise ConfigError(f"ELF machine {machine} is not AArch64 ({_EM_AARCH64})")
+    if phnum and phentsize < _PHDR.size:
+        raise ConfigError(f"program header entry size {phentsize} is below {_PHDR.size}")
+    if phoff + phnum * phentsize > len(data):
+        raise ConfigError(
+            f"program header table ({phnum} entries of {phentsize} bytes at offset {phoff}) "
+            f"extends past the end of the file ({len(data)} bytes)"
+        )
+    segments: list[_Segment] = []
+    for n in range(phnum):
+        p_type, _pflags, offset, _vaddr, paddr, filesz, memsz, _align = _PHDR.unpack_from(
+            data, phoff + n * phentsize
+        )
+        if p_type != _PT_LOAD:
+            continue
+        if filesz > memsz:
+            raise ConfigError(
+                f"segment {n}: file size {filesz} exceeds its memory size {memsz}"
+            )
+        if offset + filesz > len(data):
+            raise ConfigError(
+                f"segment {n}: {filesz} bytes at file offset {offset} extend past the end "
+                f"of the file ({len(data)} bytes)"
+            )
+        if memsz == 0:
             continue
         if not memory.contains(paddr, memsz):
             raise ConfigError(
-                f"{path}: segment at {paddr:#x} ({memsz} bytes) is outside guest RAM "
-                f"{memory.base:#x}-{memory.base + memory.size - 1:#x}"
+                f"segment at {paddr:#x} ({memsz} bytes) is outside guest RAM {_ram(memory)}"
             )
-        memory.write(paddr, data[offset : offset + filesz] + bytes(memsz - filesz))
-        low, high = min(low, paddr), max(high, paddr + memsz)
-    if high == 0:
-        raise ConfigError(f"{path}: ELF has no loadable segment")
-    return LoadedImage(path, entry, low, high, _symbols(data, shoff, shentsize, shnum))
+        segments.append(_Segment(paddr, data[offset : offset + filesz], memsz))
+    if not segments:
+        raise ConfigError("ELF has no loadable segment")
+    if not memory.contains(entry, _ENTRY_BYTES):
+        raise ConfigError(f"entry point {entry:#x} is outside guest RAM {_ram(memory)}")
+    return entry, segments, (shoff, shentsize, shnum)
 
 
 def _symbols(data: bytes, shoff: int, shentsize: int, shnum: int) -> dict[str, int]:
-    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + n * shentsize)
-                for n in range(shnum)]
+    """The ``SHT_SYMTAB`` symbols by name; raises ValueError/IndexError/struct.error
+    when the section or symbol table is malformed."""
+    if shnum == 0 or shoff == 0:
+        return {}
+    if shentsize < _SHDR.size:
+        raise ValueError(f"section header entry size {shentsize} is below {_SHDR.size}")
+    if shoff + shnum * shentsize > len(data):
+        raise ValueError(f"section header table at offset {shoff} extends past the end of file")
+    sections = [_SHDR.unpack_from(data, shoff + n * shentsize) for n in range(shnum)]
     symbols: dict[str, int] = {}
     for section in sections:
-        if section[1] != 2:  # SHT_SYMTAB
+        if section[1] != _SHT_SYMTAB:
             continue
-        strtab = sections[section[6]]
-        str_off = strtab[4]
-        for pos in range(section[4], section[4] + section[5], 24):
-            name_off, _info, _other, _shndx, value, _size = struct.unpack_from("<IBBHQQ", data, pos)
+        link, offset, size = section[6], section[4], section[5]
+        if not 0 < link < len(sections):
+            raise ValueError(f"symbol table links to section {link}, not one of 1-{shnum - 1}")
+        if offset + size > len(data):
+            raise ValueError(f"symbol table at offset {offset} extends past the end of file")
+        str_off, str_size = sections[link][4], sections[link][5]
+        str_end = min(str_off + str_size, len(data))
+        for pos in range(offset, offset + size - _SYM.size + 1, _SYM.size):
+            name_off, _info, _other, _shndx, value, _size = _SYM.unpack_from(data, pos)
             if name_off:
-                end = data.index(b"\0", str_off + name_off)
-                symbols[data[str_off + name_off : end].decode()] = value
+                start = str_off + name_off
+                end = data.index(b"\0", start, str_end)
+                symbols[data[start:end].decode()] = value
     return symbols
