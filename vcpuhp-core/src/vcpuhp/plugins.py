@@ -3,11 +3,13 @@
 Backends are found by name in the ``vcpuhp.backends`` entry-point group
 (read with stevedore) and through the ``vcpuhp_register_backends`` hook.
 Plugins come from the ``vcpuhp.plugins`` group. A plugin or backend that fails
-to import is recorded with its error and reported; it never stops start-up.
+to import, or a ``vcpuhp_register_backends`` implementation that raises, is
+recorded with its error and reported; it never stops start-up.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from stevedore import ExtensionManager
 from vcpuhp import hookspec
 from vcpuhp.backend import AcceleratorBackend, Viability
 from vcpuhp.errors import BackendNotFound, BackendNotViable
+
+_log = logging.getLogger(__name__)
 
 BACKEND_GROUP: Final = "vcpuhp.backends"
 PLUGIN_GROUP: Final = "vcpuhp.plugins"
@@ -77,9 +81,20 @@ class BackendRegistry:
             raise BackendNotFound(self._not_found_message(name)) from None
 
     def create(self, name: str, options: dict[str, str] | None = None) -> AcceleratorBackend:
-        """Instantiate the viable backend ``name``."""
+        """Instantiate the viable backend ``name``.
+
+        :class:`BackendNotViable` when the backend says it cannot run here, or
+        when its ``viability()`` check itself raises (the error is in the message).
+        """
         cls = self.get(name)
-        viability = cls.viability()
+        try:
+            viability = cls.viability()
+        except Exception as exc:
+            _log.warning("viability check of backend %r failed", name, exc_info=True)
+            raise BackendNotViable(
+                f"backend {name!r} cannot run here: viability check failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         if not viability.viable:
             raise BackendNotViable(f"backend {name!r} cannot run here: {viability.reason}")
         return cls(options)
@@ -132,9 +147,10 @@ class PluginManager:
         for plugin in plugins:
             self.pm.register(plugin)
         self.backends = BackendRegistry()
+        self.backends.failures = self.failures
         if load_entry_points:
             self._load_backends()
-        self.pm.hook.vcpuhp_register_backends(register=self.backends)
+        self._register_hook_backends()
 
     @property
     def hook(self) -> Any:
@@ -173,4 +189,25 @@ class PluginManager:
                 self.backends.add(extension.plugin)
             except ValueError as exc:
                 self.failures.append(LoadFailure(BACKEND_GROUP, extension.name, str(exc)))
-        self.backends.failures = self.failures
+
+    def _register_hook_backends(self) -> None:
+        """Call every ``vcpuhp_register_backends`` implementation on its own, so one
+        that raises is recorded as a :class:`LoadFailure` and the others still run."""
+        kwargs = {"register": self.backends}
+        # pluggy calls implementations last-registered first; keep that order.
+        for impl in reversed(self.pm.hook.vcpuhp_register_backends.get_hookimpls()):
+            if impl.hookwrapper or impl.wrapper:
+                self.failures.append(LoadFailure(
+                    PLUGIN_GROUP, impl.plugin_name,
+                    "vcpuhp_register_backends must be a plain hookimpl, not a wrapper",
+                ))
+                continue
+            try:
+                impl.function(*(kwargs[arg] for arg in impl.argnames))
+            except Exception as exc:
+                _log.warning("plugin %r: vcpuhp_register_backends failed", impl.plugin_name,
+                             exc_info=True)
+                self.failures.append(LoadFailure(
+                    PLUGIN_GROUP, impl.plugin_name,
+                    f"vcpuhp_register_backends failed: {type(exc).__name__}: {exc}",
+                ))
