@@ -111,13 +111,16 @@ class EventRecorder:
     ) -> MachineEvent:
         """Block until an event called ``name`` (matching ``predicate``) arrives.
 
-        Raises :class:`TimeoutError` naming the events seen meanwhile.
+        Raises :class:`TimeoutError` naming the events seen meanwhile once
+        ``timeout`` seconds have passed, even while other events keep arriving.
         """
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             try:
-                event = self._queue.get(timeout=max(remaining, 0.0))
+                if remaining <= 0:
+                    raise queue.Empty
+                event = self._queue.get(timeout=remaining)
             except queue.Empty:
                 seen = ", ".join(e.name for e in self.seen[-20:])
                 raise TimeoutError(f"no {name} event within {timeout}s; saw: {seen}") from None
