@@ -20,34 +20,33 @@ class Name(Aml):
         return b"\x08" + name_string(self.name) + encode_data(self.value)
 
 
-class Scope(Aml):
+class _NamedBlock(Aml):
+    """A named object whose body is a list of terms: ``Opcode PkgLength NameString TermList``."""
+
+    OPCODE: bytes = b""
+
+    def __init__(self, name: str, *terms: Aml) -> None:
+        self.name = name
+        self.terms = list(terms)
+
+    def append(self, term: Aml) -> None:
+        """Add ``term`` to the body."""
+        self.terms.append(term)
+
+    def encode(self) -> bytes:
+        return with_pkg_length(self.OPCODE, name_string(self.name) + encode_terms(self.terms))
+
+
+class Scope(_NamedBlock):
     """``Scope (name) {terms}``."""
 
-    def __init__(self, name: str, *terms: Aml) -> None:
-        self.name = name
-        self.terms = list(terms)
-
-    def append(self, term: Aml) -> None:
-        """Add ``term`` to the body."""
-        self.terms.append(term)
-
-    def encode(self) -> bytes:
-        return with_pkg_length(b"\x10", name_string(self.name) + encode_terms(self.terms))
+    OPCODE = b"\x10"
 
 
-class Device(Aml):
+class Device(_NamedBlock):
     """``Device (name) {terms}``."""
 
-    def __init__(self, name: str, *terms: Aml) -> None:
-        self.name = name
-        self.terms = list(terms)
-
-    def append(self, term: Aml) -> None:
-        """Add ``term`` to the body."""
-        self.terms.append(term)
-
-    def encode(self) -> bytes:
-        return with_pkg_length(b"\x5b\x82", name_string(self.name) + encode_terms(self.terms))
+    OPCODE = b"\x5b\x82"
 
 
 class Method(Aml):
