@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from vcpuhp_null.protocol import connect
+from vcpuhp_null.protocol import ProtocolClient
 
 
 def test_cli_serves_the_test_protocol(
@@ -18,22 +18,13 @@ def test_cli_serves_the_test_protocol(
                           "--monitor", "none", "--qtest", f"unix:{path}")
     try:
         assert path.stat().st_mode & 0o777 == 0o600
-        sock = connect(f"unix:{path}")
-        stream = sock.makefile("rw", encoding="ascii", newline="\n")
-
-        def ask(line: str) -> str:
-            stream.write(line + "\n")
-            stream.flush()
-            while True:
-                reply = stream.readline().strip()
-                if not reply.startswith(("IRQ", "EVENT")):
-                    return reply
+        ask = ProtocolClient.connect(f"unix:{path}")
 
         assert ask("masks") == "OK possible 0-3 present 0-3 enabled 0-1 online 0"
         assert ask("psci 0 CPU_ON_64 0x80000001 0x40200000 1") == "OK 0"
         assert ask("psci 0 CPU_ON_64 0x80000002 0x40200000 2") == "OK -3"
         assert ask("masks") == "OK possible 0-3 present 0-3 enabled 0-1 online 0-1"
-        sock.close()
+        ask.close()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from vcpuhp import VirtMachine
-from vcpuhp_null.protocol import MAX_BACKLOG, CommandInterpreter, ProtocolServer, connect
+from vcpuhp_null.protocol import (
+    MAX_BACKLOG,
+    CommandInterpreter,
+    ProtocolClient,
+    ProtocolServer,
+    connect,
+)
 
 
 @pytest.fixture
@@ -71,18 +77,10 @@ def test_an_internal_error_is_an_err_reply_and_the_connection_stays(
         raise RuntimeError("boom\nsecond line")
 
     monkeypatch.setattr(CommandInterpreter, "_masks", broken)
-    stream = connect(address).makefile("rw", encoding="ascii", newline="\n")
-
-    def ask(line: str) -> str:
-        stream.write(line + "\n")
-        stream.flush()
-        while True:
-            reply = stream.readline().strip()
-            if not reply.startswith(("IRQ", "EVENT")):
-                return reply
+    ask = ProtocolClient.connect(address)
 
     with caplog.at_level(logging.ERROR, logger="vcpuhp_null.protocol"):
         assert ask("masks") == "ERR internal error: RuntimeError: boom second line"
     assert "Traceback" in caplog.text and "command 'masks' failed" in caplog.text
     assert ask("psci 0 PSCI_VERSION") == "OK 65537"
-    stream.close()
+    ask.close()

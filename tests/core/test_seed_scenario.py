@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import pytest
 from vcpuhp import CpuMasks, VirtMachine
 from vcpuhp import events as ev
 from vcpuhp_null import GuestDriver
-from vcpuhp_null.protocol import ProtocolServer, connect
+from vcpuhp_null.protocol import ProtocolClient, ProtocolServer
 
 BOOTED = "possible 0-5 present 0-5 enabled 0-3 online 0-1"
 PLUGGED = "possible 0-5 present 0-5 enabled 0-4 online 0-1,4"
@@ -47,41 +45,21 @@ def test_seed_scenario_through_the_python_api(seed: tuple[VirtMachine, GuestDriv
     machine.check_invariants()
 
 
-class _Client:
-    def __init__(self, sock: socket.socket) -> None:
-        self.file = sock.makefile("rw", encoding="ascii", newline="\n")
-        self.async_lines: list[str] = []
-
-    def __call__(self, line: str) -> str:
-        self.file.write(line + "\n")
-        self.file.flush()
-        while True:
-            reply = self.file.readline().rstrip("\n")
-            if reply.startswith(("IRQ ", "EVENT ")):
-                self.async_lines.append(reply)
-                continue
-            return reply
-
-    def events(self, name: str) -> list[dict[str, object]]:
-        prefix = f"EVENT {name} "
-        return [json.loads(x[len(prefix):]) for x in self.async_lines if x.startswith(prefix)]
-
-
 @pytest.fixture
-def protocol(seed: tuple[VirtMachine, GuestDriver], tmp_path: Path) -> Iterator[_Client]:
+def protocol(seed: tuple[VirtMachine, GuestDriver], tmp_path: Path) -> Iterator[ProtocolClient]:
     machine, _ = seed
     server = ProtocolServer(machine, f"unix:{tmp_path / 'qtest.sock'}")
     server.start()
-    sock = connect(f"unix:{tmp_path / 'qtest.sock'}")
+    client = ProtocolClient.connect(f"unix:{tmp_path / 'qtest.sock'}")
     try:
-        yield _Client(sock)
+        yield client
     finally:
-        sock.close()
+        client.close()
         server.close()
 
 
 def test_seed_scenario_through_the_socket_protocol(
-    seed: tuple[VirtMachine, GuestDriver], protocol: _Client
+    seed: tuple[VirtMachine, GuestDriver], protocol: ProtocolClient
 ) -> None:
     machine, _ = seed
     q = protocol
@@ -138,7 +116,7 @@ def test_seed_scenario_through_the_socket_protocol(
     ],
 )
 def test_protocol_errors_leave_the_machine_unchanged(
-    seed: tuple[VirtMachine, GuestDriver], protocol: _Client, line: str, reply: str
+    seed: tuple[VirtMachine, GuestDriver], protocol: ProtocolClient, line: str, reply: str
 ) -> None:
     machine, _ = seed
     before = machine.snapshot_bytes()

@@ -381,3 +381,47 @@ def connect(address: str, timeout: float = 10.0) -> socket.socket:
         return sock
     host, _, port = rest.rpartition(":")
     return socket.create_connection((host, int(port)), timeout=timeout)
+
+
+class ProtocolClient:
+    """A blocking client of the line protocol: one command in, its reply out.
+
+    Asynchronous ``IRQ`` / ``EVENT`` lines that arrive before a reply are kept
+    in :attr:`async_lines` rather than mistaken for the reply.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._stream = sock.makefile("rw", encoding="ascii", newline="\n")
+        self.async_lines: list[str] = []
+
+    @classmethod
+    def connect(cls, address: str, timeout: float = 10.0) -> ProtocolClient:
+        """Connect to ``unix:PATH`` or ``tcp:HOST:PORT``."""
+        return cls(connect(address, timeout))
+
+    def ask(self, line: str) -> str:
+        """Send one command; the reply line without its newline."""
+        self._stream.write(line + "\n")
+        self._stream.flush()
+        while True:
+            reply = self._stream.readline()
+            if not reply:
+                raise ConnectionError(f"connection closed before the reply to {line!r}")
+            reply = reply.rstrip("\n")
+            if reply.startswith(("IRQ ", "EVENT ")):
+                self.async_lines.append(reply)
+                continue
+            return reply
+
+    __call__ = ask
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The data of every ``EVENT name`` line seen so far."""
+        prefix = f"EVENT {name} "
+        return [json.loads(x[len(prefix):]) for x in self.async_lines if x.startswith(prefix)]
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._stream.close()
+        self.sock.close()
