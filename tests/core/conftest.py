@@ -33,3 +33,18 @@ def seed(null_machine: Callable[..., VirtMachine]) -> tuple[VirtMachine, GuestDr
     driver = GuestDriver(machine)
     driver.boot(maxcpus=2)
     return machine, driver
+
+
+@pytest.fixture
+def booted(
+    null_machine: Callable[..., VirtMachine],
+) -> Callable[..., tuple[VirtMachine, GuestDriver]]:
+    """Factory: a null machine whose test-driver guest has booted (GIC set up, CPUs online)."""
+
+    def make(smp: str, **kwargs: object) -> tuple[VirtMachine, GuestDriver]:
+        machine = null_machine(smp, **kwargs)
+        driver = GuestDriver(machine)
+        driver.boot()
+        return machine, driver
+
+    return make

@@ -9,6 +9,8 @@ from vcpuhp.gic import GICR_TYPER, GICR_TYPER_LAST, Gicv3
 from vcpuhp.memmap import GICR_REGION0, GICR_REGION_HIGH, GICR_STRIDE
 from vcpuhp_null import GuestDriver
 
+Booted = Callable[..., tuple[VirtMachine, GuestDriver]]
+
 
 def _gic(maxcpus: int) -> Gicv3:
     return Gicv3(Topology(SmpConfig.parse(f"cpus=1,maxcpus={maxcpus}")).slots)
@@ -51,11 +53,9 @@ def test_plug_toggles_accessibility(null_machine: Callable[..., VirtMachine]) ->
 
 
 def test_ged_interrupt_reaches_the_boot_cpu_interface(
-    null_machine: Callable[..., VirtMachine],
+    booted: Booted,
 ) -> None:
-    machine = null_machine("cpus=1,maxcpus=2")
-    driver = GuestDriver(machine)
-    driver.boot()
+    machine, driver = booted("cpus=1,maxcpus=2")
     assert not machine.gic.irq_pending(0)
     machine.device_add("max-arm-cpu", "c1", **{"core-id": 1})
     assert machine.gic.irq_pending(0)
@@ -66,10 +66,8 @@ def test_ged_interrupt_reaches_the_boot_cpu_interface(
     assert machine.sysreg_read(0, "ICC_IAR1_EL1") == 1023
 
 
-def test_masked_by_priority_mask(null_machine: Callable[..., VirtMachine]) -> None:
-    machine = null_machine("cpus=1,maxcpus=2")
-    driver = GuestDriver(machine)
-    driver.boot()
+def test_masked_by_priority_mask(booted: Booted) -> None:
+    machine, _ = booted("cpus=1,maxcpus=2")
     machine.sysreg_write(0, "ICC_PMR_EL1", 0x80)
     machine.device_add("max-arm-cpu", "c1", **{"core-id": 1})
     assert not machine.gic.irq_pending(0)
@@ -77,10 +75,8 @@ def test_masked_by_priority_mask(null_machine: Callable[..., VirtMachine]) -> No
     assert machine.gic.irq_pending(0)
 
 
-def test_sgi_between_cpus(null_machine: Callable[..., VirtMachine]) -> None:
-    machine = null_machine("cpus=2")
-    driver = GuestDriver(machine)
-    driver.boot()
+def test_sgi_between_cpus(booted: Booted) -> None:
+    machine, driver = booted("cpus=2")
     driver.init_gic(1)
     sgi_base = machine.gic.redistributor_base(1) + 0x10000
     machine.mmio_write(sgi_base + 0x100, 4, 1 << 3)  # enable SGI 3 on CPU 1
@@ -90,12 +86,10 @@ def test_sgi_between_cpus(null_machine: Callable[..., VirtMachine]) -> None:
 
 
 def test_system_reset_clears_an_active_interrupt(
-    null_machine: Callable[..., VirtMachine],
+    booted: Booted,
 ) -> None:
     """A reset inside the GED handler must not leave INTID 41 active forever."""
-    machine = null_machine("cpus=1,maxcpus=3")
-    driver = GuestDriver(machine)
-    driver.boot()
+    machine, driver = booted("cpus=1,maxcpus=3")
     machine.device_add("max-arm-cpu", "c1", **{"core-id": 1})
     assert driver.take_interrupt() == 41
     assert machine.psci_call(0, 0x8400_0009) == 0  # SYSTEM_RESET inside the handler
@@ -108,28 +102,24 @@ def test_system_reset_clears_an_active_interrupt(
 
 
 def test_sgi_frame_does_not_reach_the_distributors_spis(
-    null_machine: Callable[..., VirtMachine],
+    booted: Booted,
 ) -> None:
-    machine = null_machine("cpus=1,maxcpus=2")
-    GuestDriver(machine).boot()
+    machine, _ = booted("cpus=1,maxcpus=2")
     sgi_base = machine.gic.redistributor_base(0) + 0x10000
     machine.mmio_write(sgi_base + 0x184, 4, 1 << 9)  # ICENABLER1 does not exist there
     assert machine.gic.spis[9].enabled, "GED SPI 41 still enabled"
     assert machine.mmio_read(sgi_base + 0x104, 4) == 0
 
 
-def test_running_priority_reads_0xff_when_idle(null_machine: Callable[..., VirtMachine]) -> None:
-    machine = null_machine("cpus=1")
-    GuestDriver(machine).boot()
+def test_running_priority_reads_0xff_when_idle(booted: Booted) -> None:
+    machine, _ = booted("cpus=1")
     assert machine.sysreg_read(0, "ICC_RPR_EL1") == 0xFF
 
 
 def test_eoimode_1_splits_priority_drop_and_deactivation(
-    null_machine: Callable[..., VirtMachine],
+    booted: Booted,
 ) -> None:
-    machine = null_machine("cpus=1,maxcpus=2")
-    driver = GuestDriver(machine)
-    driver.boot()
+    machine, driver = booted("cpus=1,maxcpus=2")
     machine.sysreg_write(0, "ICC_CTLR_EL1", 0x2)
     machine.device_add("max-arm-cpu", "c1", **{"core-id": 1})
     assert driver.take_interrupt() == 41
@@ -141,11 +131,9 @@ def test_eoimode_1_splits_priority_drop_and_deactivation(
 
 
 def test_unplugging_a_cpu_releases_the_spi_it_had_active(
-    null_machine: Callable[..., VirtMachine],
+    booted: Booted,
 ) -> None:
-    machine = null_machine("cpus=1,maxcpus=3")
-    driver = GuestDriver(machine)
-    driver.boot()
+    machine, driver = booted("cpus=1,maxcpus=3")
     machine.device_add("max-arm-cpu", "c1", **{"core-id": 1})
     driver.handle_hotplug()
     route = machine.topology.slots[1].arch_id
@@ -158,10 +146,8 @@ def test_unplugging_a_cpu_releases_the_spi_it_had_active(
     assert not machine.gic.spis[9].active
 
 
-def test_cpu_on_resets_the_cpu_interface(null_machine: Callable[..., VirtMachine]) -> None:
-    machine = null_machine("cpus=2")
-    driver = GuestDriver(machine)
-    driver.boot()
+def test_cpu_on_resets_the_cpu_interface(booted: Booted) -> None:
+    machine, driver = booted("cpus=2")
     driver.init_gic(1)
     assert machine.sysreg_read(1, "ICC_PMR_EL1") == 0xF0
     assert driver.cpu_off(1) == 0
