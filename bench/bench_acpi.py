@@ -33,7 +33,7 @@ def _median_ms(action: Callable[[], object], repeats: int) -> float:
 
 def bench_build(maxcpus: int, repeats: int) -> dict[str, Any]:
     machine = VirtMachine(MachineConfig.build(f"cpus=1,maxcpus={maxcpus}"))
-    tables = build_tables(machine)
+    tables = build_tables(machine.description)
     memory = GuestMemory(16 * memmap.MiB)
     try:
         place_ms = _median_ms(lambda: tables.place(memory, memmap.ACPI_TABLES_ADDR), repeats)
@@ -41,7 +41,7 @@ def bench_build(maxcpus: int, repeats: int) -> dict[str, Any]:
         memory.close()
     return {
         "maxcpus": maxcpus,
-        "build_median_ms": _median_ms(lambda: build_tables(machine), repeats),
+        "build_median_ms": _median_ms(lambda: build_tables(machine.description), repeats),
         "place_median_ms": place_ms,
         "repeats": repeats,
         "total_bytes": tables.size,

@@ -151,7 +151,7 @@ def dumped(
 ) -> tuple[VirtMachine, Path]:
     machine = make_machine(TOPOLOGIES[request.param])
     directory = tmp_path_factory.mktemp(f"acpiexec-{request.param}")
-    build_tables(machine).dump(directory)
+    build_tables(machine.description).dump(directory)
     return machine, directory
 
 

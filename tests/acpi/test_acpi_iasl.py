@@ -41,7 +41,7 @@ def dumped(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[VirtMachine, AcpiTables, Path]:
     machine = make_machine(TOPOLOGIES[request.param])
-    tables = build_tables(machine)
+    tables = build_tables(machine.description)
     directory = tmp_path_factory.mktemp(f"acpi-{request.param}")
     tables.dump(directory)
     return machine, tables, directory
@@ -173,7 +173,7 @@ def test_rsdp_matches_what_iasl_compiles_from_its_fields(
 
 def test_iasl_reports_a_broken_table(tmp_path: Path) -> None:
     """The checks above would notice: a bad checksum is reported."""
-    table = bytearray(build_tables(make_machine("2")).tables["APIC"])
+    table = bytearray(build_tables(make_machine("2").description).tables["APIC"])
     table[9] ^= 0xFF
     (tmp_path / "apic.dat").write_bytes(table)
     result = disassemble(tmp_path / "apic.dat")

@@ -44,7 +44,7 @@ def _machine(smp: str, *, allow_cold_unplug: bool = False) -> VirtMachine:
 @example(machine=_machine("cpus=124,sockets=2,clusters=2,cores=31", allow_cold_unplug=True))
 @example(machine=_machine("1"))
 def test_tables_agree_with_slots_and_gic(machine: VirtMachine) -> None:
-    tables = build_tables(machine).tables
+    tables = build_tables(machine.description).tables
     topology, gic = machine.topology, machine.gic
     for signature, table in tables.items():
         assert sum(table) % 256 == 0, signature

@@ -28,7 +28,7 @@ REVISIONS = {"XSDT": 1, "FACP": 6, "DSDT": 2, "APIC": 5, "GTDT": 3, "SPCR": 2, "
 
 @pytest.fixture(params=sorted(TOPOLOGIES), scope="module")
 def tables(request: pytest.FixtureRequest) -> AcpiTables:
-    return build_tables(make_machine(TOPOLOGIES[request.param]))
+    return build_tables(make_machine(TOPOLOGIES[request.param]).description)
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_place_writes_every_table_where_the_pointers_say(
 
 
 def test_place_at_another_base_rebuilds_the_pointers(memory: GuestMemory) -> None:
-    tables = build_tables(make_machine("cpus=2,maxcpus=4"))
+    tables = build_tables(make_machine("cpus=2,maxcpus=4").description)
     before = dict(tables.tables)
     base = memmap.RAM_BASE + 0x40_0000
     rsdp = tables.place(memory, base)
@@ -117,7 +117,7 @@ def test_place_at_another_base_rebuilds_the_pointers(memory: GuestMemory) -> Non
 
 
 def test_place_refuses_bad_bases(memory: GuestMemory) -> None:
-    tables = build_tables(make_machine("2"))
+    tables = build_tables(make_machine("2").description)
     with pytest.raises(ConfigError, match="16-byte aligned"):
         tables.place(memory, memmap.RAM_BASE + 8)
     with pytest.raises(ConfigError, match="do not fit in guest RAM"):
@@ -125,7 +125,7 @@ def test_place_refuses_bad_bases(memory: GuestMemory) -> None:
 
 
 def test_place_lays_out_tables_a_hook_replaced_or_added(memory: GuestMemory) -> None:
-    tables = build_tables(make_machine("cpus=1,maxcpus=2"))
+    tables = build_tables(make_machine("cpus=1,maxcpus=2").description)
     ssdt = sdt(b"SSDT", 2, b"\x08X___\x0a\x05")
     tables.tables["SSDT"] = ssdt
     tables.tables["SPCR"] = sdt(b"SPCR", 2, bytes(44))
@@ -148,7 +148,7 @@ def test_layout_refuses_an_incomplete_or_oversized_set() -> None:
 
 
 def test_dump_names_files_as_acpidump_does(tmp_path: Path) -> None:
-    tables = build_tables(make_machine("cpus=1,maxcpus=2"))
+    tables = build_tables(make_machine("cpus=1,maxcpus=2").description)
     written = tables.dump(tmp_path / "out")
     assert sorted(p.name for p in written) == sorted(
         ["rsdp.dat", "xsdt.dat", "facp.dat", "dsdt.dat", "apic.dat", "gtdt.dat", "spcr.dat",
@@ -161,7 +161,7 @@ def test_dump_names_files_as_acpidump_does(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(TOPOLOGIES))
 def test_madt_describes_every_possible_cpu_and_redistributor_region(name: str) -> None:
     machine = make_machine(TOPOLOGIES[name])
-    madt = decode_madt(build_tables(machine).tables["APIC"])
+    madt = decode_madt(build_tables(machine.description).tables["APIC"])
     slots = machine.topology.slots
     assert len(madt.giccs) == len(slots)
     for gicc, slot in zip(madt.giccs, slots, strict=True):
@@ -177,7 +177,7 @@ def test_madt_describes_every_possible_cpu_and_redistributor_region(name: str) -
 
 
 def test_gtdt_lists_the_timer_ppis_level_triggered_active_high() -> None:
-    gtdt = build_tables(make_machine("1")).tables["GTDT"]
+    gtdt = build_tables(make_machine("1").description).tables["GTDT"]
     assert _u(gtdt, 36, 8) == _u(gtdt, 80, 8) == 0xFFFF_FFFF_FFFF_FFFF
     timers = struct.unpack_from("<8I", gtdt, 48)
     assert timers == (29, 0, 30, 0b100, 27, 0b100, 26, 0b100)
@@ -185,7 +185,7 @@ def test_gtdt_lists_the_timer_ppis_level_triggered_active_high() -> None:
 
 
 def test_spcr_names_the_pl011() -> None:
-    spcr = build_tables(make_machine("1")).tables["SPCR"]
+    spcr = build_tables(make_machine("1").description).tables["SPCR"]
     assert spcr[36] == 3  # ARM PL011
     assert spcr[40:44] == bytes([0, 32, 0, 3])  # system memory, 32 bits, dword access
     assert _u(spcr, 44, 8) == 0x0900_0000
@@ -195,7 +195,7 @@ def test_spcr_names_the_pl011() -> None:
 
 def test_pptt_mirrors_the_topology_levels() -> None:
     machine = make_machine("cpus=3,maxcpus=16,sockets=2,clusters=2,cores=2,threads=2")
-    nodes = decode_pptt(build_tables(machine).tables["PPTT"])
+    nodes = decode_pptt(build_tables(machine.description).tables["PPTT"])
     leaves = {n.acpi_id: n for n in nodes.values() if n.flags & 0b1000}
     assert sorted(leaves) == list(range(16))
     for slot in machine.topology.slots:
@@ -211,7 +211,7 @@ def test_pptt_mirrors_the_topology_levels() -> None:
 
 
 def test_pptt_without_threads_or_clusters_has_cores_as_leaves() -> None:
-    nodes = decode_pptt(build_tables(make_machine("cpus=1,maxcpus=4")).tables["PPTT"])
+    nodes = decode_pptt(build_tables(make_machine("cpus=1,maxcpus=4").description).tables["PPTT"])
     socket, *cores = nodes.values()
     assert (socket.flags, socket.parent) == (0b0011, 0)
     assert [(c.flags, c.parent, c.acpi_id) for c in cores] == [
@@ -220,7 +220,8 @@ def test_pptt_without_threads_or_clusters_has_cores_as_leaves() -> None:
 
 
 def test_dsdt_declares_the_devices() -> None:
-    namespace = aml_namespace(build_tables(make_machine("cpus=2,maxcpus=4")).tables["DSDT"])
+    description = make_machine("cpus=2,maxcpus=4").description
+    namespace = aml_namespace(build_tables(description).tables["DSDT"])
     assert namespace["\\_SB.COM0._HID"] == "ARMH0011"
     assert namespace["\\_SB.GED._HID"] == "ACPI0013"
     assert namespace["\\_SB.GED._EVT"] == ("method", 1)
@@ -256,7 +257,7 @@ def test_ej0_only_where_unplug_is_allowed(
     smp: str, allow_cold_unplug: bool, ejectable: set[int]
 ) -> None:
     machine = make_machine(smp, allow_cold_unplug=allow_cold_unplug)
-    namespace = aml_namespace(build_tables(machine).tables["DSDT"])
+    namespace = aml_namespace(build_tables(machine.description).tables["DSDT"])
     found = {
         index for index in range(machine.config.smp.maxcpus)
         if f"\\_SB.CPUS.C{index:03X}._EJ0" in namespace
@@ -266,7 +267,7 @@ def test_ej0_only_where_unplug_is_allowed(
 
 def test_mat_is_the_madt_gicc_with_enabled_set() -> None:
     machine = make_machine("cpus=1,maxcpus=3")
-    tables = build_tables(machine)
+    tables = build_tables(machine.description)
     namespace = aml_namespace(tables.tables["DSDT"])
     madt = tables.tables["APIC"]
     for index in range(3):
@@ -279,16 +280,16 @@ def test_mat_is_the_madt_gicc_with_enabled_set() -> None:
 
 def test_tables_for_a_realized_machine_match_the_unrealized_ones() -> None:
     machine = make_machine("cpus=2,maxcpus=4")
-    before = build_tables(machine).tables
+    before = build_tables(machine.description).tables
     machine.realize()
     try:
-        assert build_tables(machine).tables == before
+        assert build_tables(machine.description).tables == before
     finally:
         machine.shutdown()
 
 
 def test_boot_prepare_places_the_tables_where_the_guest_looks() -> None:
-    """The contract boot.prepare relies on: build_tables(machine).place(memory, base)."""
+    """The contract boot.prepare relies on: build_tables(description).place(memory, base)."""
     from vcpuhp import boot
 
     machine = make_machine("cpus=2,maxcpus=4")

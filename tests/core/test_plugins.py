@@ -173,5 +173,5 @@ def test_failed_realize_leaves_machine_unchanged() -> None:
 def test_capabilities_are_flags_not_names() -> None:
     caps = BackendCapabilities(executes_guest_code=True, parks_vcpus=False)
     assert caps.as_dict() == {"executes_guest_code": True, "parks_vcpus": False,
-                              "can_snapshot": False}
+                              "can_snapshot": False, "in_kernel_irqchip": False}
     assert issubclass(NullBackend, AcceleratorBackend)

@@ -52,6 +52,7 @@ def test_a_client_that_stops_reading_never_blocks_the_emitter_and_is_dropped(
         emitter.start()
         emitter.join(timeout=20)
         blocked = emitter.is_alive()
+        machine.events.flush(timeout=60)  # every event reached the connection's outbox
         if blocked:
             sock.close()  # unblock the old synchronous writer before failing
             emitter.join(timeout=20)

@@ -127,6 +127,7 @@ def test_garbage_writes_to_the_hotplug_registers_change_nothing(
     )
     wait_until(finished(machine), what="the guest's writes")
     assert keeps_counting(machine)
+    machine.events.flush()
     text = "\n".join(errors)
     for words in ("sets reserved bits",
                   "unknown command 119", "has no effect", "is not a register",
@@ -168,7 +169,7 @@ def test_a_guest_fault_stops_that_vcpu_only_and_says_why(
     assert keeps_counting(machine)
     stats = machine.backend_stats()
     assert (stats["threads"], stats["total_faults"]) == (2, 1)
-    assert threading.active_count() == threads + 2
+    assert threading.active_count() == threads + 2 + 1  # vCPU threads + the event thread
     machine.check_invariants()
     # The faulted CPU can be started again (and faults again, the same way).
     assert machine.psci_call(0, CPU_ON_64, 1, program.address("fault"), 0) == 0

@@ -1,26 +1,38 @@
 """The accelerator backend contract.
 
-Terms (DESIGN §2-3): a *slot* is a possible CPU; a backend *vCPU* is the
-accelerator object that executes a slot (a KVM vCPU fd, a Unicorn engine, or
-nothing at all); *realized* means the vCPU has its host resources (thread,
-registers reset) and belongs to an enabled CPU; *parked* means it was created
-but belongs to no enabled CPU.
+Terms: a *slot* is a possible CPU; a backend *vCPU* is the accelerator object
+that executes a slot (a KVM vCPU fd, a Unicorn engine, or nothing at all);
+*realized* means the vCPU has its host resources (thread, registers reset)
+and belongs to an enabled CPU; *parked* means it was created but belongs to
+no enabled CPU (the seeds' "parked vCPUs": KVM can never destroy a vCPU).
 
 The machine calls a backend in this order::
 
-    attach(machine)
+    create_irqchip(description)  at machine construction, only if in_kernel_irqchip
+    attach(machine)              start of realize, RAM exists, no vCPU yet
     create_vcpu(slot)            every possible slot at realize if parks_vcpus,
                                  else on each plug
     realize_vcpu(vcpu)           cold-booted CPUs at realize, others on plug
+    vcpus_created()              once, at realize, after every create_vcpu of realize
     power_on(vcpu, entry, args)  boot CPU at realize, others on PSCI CPU_ON
-    power_off(vcpu)              PSCI CPU_OFF (from that vCPU), reset
-    unrealize_vcpu(vcpu)         on eject
+    power_off(vcpu)              PSCI CPU_OFF (from that vCPU), reset, shutdown
+    unrealize_vcpu(vcpu)         on eject and at shutdown
     destroy_vcpu(vcpu)           on eject, only when not parks_vcpus
-    close()                      machine shutdown
+    close()                      machine shutdown (or a realize that failed)
 
 Each method either succeeds fully or raises :class:`~vcpuhp.errors.BackendError`
 having undone its own partial work; the machine then undoes its side, so a
 failed plug leaves the machine exactly as it was.
+
+Locking: the machine calls every method but :meth:`~AcceleratorBackend.close`
+with its lock held, except during :meth:`~vcpuhp.machine.VirtMachine.shutdown`,
+which powers off and unrealizes without the lock so that vCPU threads blocked
+on it can finish. A vCPU thread calls into the machine
+(``psci_call``, ``mmio_read``/``mmio_write``, ``vcpu_started``, ``vcpu_fault``),
+which takes the lock; so ``unrealize_vcpu``, which joins that thread while
+the machine lock is held (eject), must never wait for a thread that is itself
+waiting for the lock: the thread must be able to give up its call once its
+vCPU is powered off. ``power_off``, ``kick`` and ``power_on`` never block.
 """
 
 from __future__ import annotations
@@ -30,9 +42,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from vcpuhp.errors import BackendError
 from vcpuhp.topology import CpuSlot
 
 if TYPE_CHECKING:
+    from vcpuhp.description import MachineDescription
+    from vcpuhp.irqchip import InterruptController
     from vcpuhp.machine import VirtMachine
 
 
@@ -46,6 +61,10 @@ class BackendCapabilities:
     """Every possible vCPU is created at realize and parked when not enabled."""
     can_snapshot: bool = False
     """Backend vCPU state can be saved and restored."""
+    in_kernel_irqchip: bool = False
+    """The backend brings its own interrupt controller
+    (:meth:`AcceleratorBackend.create_irqchip`, e.g. KVM's vGICv3); the
+    guest's GIC registers never reach the machine."""
 
     def as_dict(self) -> dict[str, bool]:
         """The flags by name."""
@@ -53,6 +72,7 @@ class BackendCapabilities:
             "executes_guest_code": self.executes_guest_code,
             "parks_vcpus": self.parks_vcpus,
             "can_snapshot": self.can_snapshot,
+            "in_kernel_irqchip": self.in_kernel_irqchip,
         }
 
 
@@ -110,9 +130,24 @@ class AcceleratorBackend(ABC):
         """Whether the backend can work on this host; the default says it can."""
         return Viability.ok()
 
+    def create_irqchip(self, description: MachineDescription) -> InterruptController:
+        """The backend's own interrupt controller (only if ``in_kernel_irqchip``).
+
+        Called once when the machine is constructed, before :meth:`attach`;
+        the controller is laid out over ``description.redistributor_regions``
+        and typically binds to the accelerator in :meth:`vcpus_created`.
+        """
+        raise BackendError(
+            f"backend {self.name!r} declares in_kernel_irqchip but has no create_irqchip"
+        )
+
     def attach(self, machine: VirtMachine) -> None:
-        """Called once at the start of machine realize, before any vCPU exists."""
+        """Called once at the start of machine realize, before any vCPU exists (RAM does)."""
         self.machine = machine
+
+    def vcpus_created(self) -> None:
+        """Every vCPU that realize creates now exists (all possible ones if the
+        backend parks); the boot CPU has not run yet. KVM initialises its vGIC here."""
 
     @abstractmethod
     def create_vcpu(self, slot: CpuSlot) -> BackendVcpu:

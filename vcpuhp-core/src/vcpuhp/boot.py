@@ -46,7 +46,7 @@ def prepare(machine: VirtMachine) -> BootImage:
 
     memory = machine.memory
     assert memory is not None
-    tables = build_tables(machine)
+    tables = build_tables(machine.description)
     machine.plugins.hook.vcpuhp_acpi_tables_built(machine=machine, tables=tables)
     rsdp = tables.place(memory, memmap.ACPI_TABLES_ADDR)
     cmdline = machine.config.guest_cmdline.encode() + b"\0"

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 from vcpuhp import memmap
-from vcpuhp.errors import ConfigError, GicAccessError, GuestError
+from vcpuhp.errors import GicAccessError, GuestError
+from vcpuhp.gic_layout import layout_redistributors
+from vcpuhp.irqchip import InterruptController
 from vcpuhp.topology import CpuSlot, affinity_fields
 
 NUM_IRQS: Final = 288
@@ -62,36 +63,6 @@ ICC_SYSREGS: Final[dict[tuple[int, int, int, int, int], str]] = {
     (3, 0, 12, 12, 7): "ICC_IGRPEN1_EL1",
 }
 ICC_REGISTER_NAMES: Final = frozenset(ICC_SYSREGS.values())
-
-
-@dataclass(frozen=True)
-class RedistributorRegion:
-    """A guest-physical region holding consecutive redistributors."""
-
-    base: int
-    size: int
-    count: int
-    """How many redistributors of this machine it holds."""
-
-    @property
-    def capacity(self) -> int:
-        """How many redistributors fit."""
-        return self.size // memmap.GICR_STRIDE
-
-
-def layout_redistributors(possible: int) -> tuple[RedistributorRegion, ...]:
-    """Spread ``possible`` redistributors over region 0 then the high region."""
-    regions = []
-    left = possible
-    for region in (memmap.GICR_REGION0, memmap.GICR_REGION_HIGH):
-        if left == 0:
-            break
-        count = min(left, region.size // memmap.GICR_STRIDE)
-        regions.append(RedistributorRegion(region.base, region.size, count))
-        left -= count
-    if left:
-        raise ConfigError(f"{possible} CPUs do not fit in the redistributor regions")
-    return tuple(regions)
 
 
 class _Irq:
@@ -155,8 +126,9 @@ InterruptSignal = Callable[[int], None]
 GuestErrorReport = Callable[[str], None]
 
 
-class Gicv3:
-    """The machine's interrupt controller."""
+class Gicv3(InterruptController):
+    """The userspace GICv3 model: the machine's interrupt controller on backends
+    without an in-kernel one (see :mod:`vcpuhp.irqchip`)."""
 
     def __init__(
         self,
@@ -222,6 +194,10 @@ class Gicv3:
                 cpu.waker_sleep = True
         if accessible:
             self._signal(index)
+
+    def is_accessible(self, index: int) -> bool:
+        """Whether CPU ``index``'s interface is wired (its CPU is plugged)."""
+        return self.cpus[index].accessible
 
     def reset_cpu_interface(self, index: int) -> None:
         """CPU ``index`` comes out of reset (PSCI ``CPU_ON``): its ``ICC_*`` state and

@@ -7,8 +7,20 @@ it, then plug and unplug CPUs with :meth:`~VirtMachine.device_add` /
 server, the CLI monitor and the null backend's test protocol are thin layers
 on these methods.
 
-Every public method takes the machine lock; every refused request raises a
-:class:`~vcpuhp.errors.VcpuhpError` and leaves the machine as it was.
+The machine is the front; its parts live in their own modules: the PSCI
+firmware (:mod:`vcpuhp.psci_firmware`), the guest's address space
+(:mod:`vcpuhp.mmio`), the interrupt controller (:mod:`vcpuhp.irqchip`: the
+userspace GIC model or the backend's in-kernel one), the QMP-shaped views
+(:mod:`vcpuhp.views`), the ACPI hotplug registers and GED
+(:mod:`vcpuhp.devices`).
+
+Locking: every public method takes the machine lock; every refused request
+raises a :class:`~vcpuhp.errors.VcpuhpError` and leaves the machine as it
+was. Events are emitted under the lock (so their order is the order of the
+changes) but delivered to listeners on the event bus's own thread, never
+with the machine lock held (see :mod:`vcpuhp.events`). Plugin hooks do run
+with the lock held: they must not block or call back into the machine from
+another thread.
 """
 
 from __future__ import annotations
@@ -22,9 +34,10 @@ from enum import Enum
 from typing import Any, Final
 
 from vcpuhp import events as ev
-from vcpuhp import memmap
+from vcpuhp import memmap, views
 from vcpuhp.backend import AcceleratorBackend, BackendVcpu
 from vcpuhp.config import CPU_MODELS, MachineConfig, cpu_qom_type
+from vcpuhp.description import MachineDescription
 from vcpuhp.devices import GED_EVENT_CPU_HOTPLUG, AcpiGed, CpuHotplugRegisters, Pl011
 from vcpuhp.devices.ged import GED_EVENT_POWER_DOWN
 from vcpuhp.errors import (
@@ -35,20 +48,13 @@ from vcpuhp.errors import (
     StateError,
 )
 from vcpuhp.gic import Gicv3
+from vcpuhp.irqchip import InterruptController
 from vcpuhp.masks import CpuMasks
 from vcpuhp.memory import GuestMemory
+from vcpuhp.mmio import MmioBus, check_access
 from vcpuhp.parking import ParkedVcpus
 from vcpuhp.plugins import PluginManager
-from vcpuhp.psci import (
-    IMPLEMENTED,
-    MIGRATE_INFO_TYPE_NOT_NEEDED,
-    PSCI_VERSION_1_1,
-    AffinityState,
-    PsciFunction,
-    PsciReturn,
-    is_smc64,
-    target_affinity,
-)
+from vcpuhp.psci_firmware import PsciFirmware
 from vcpuhp.topology import Topology
 from vcpuhp.vcpu import Vcpu, VcpuState
 
@@ -86,16 +92,21 @@ class VirtMachine:
             config.accel, dict(config.backend_options)
         )
         self.topology = Topology(config.smp)
+        self.description = MachineDescription.of(config, self.topology)
         self.events = ev.EventBus()
         self.vcpus: tuple[Vcpu, ...] = tuple(
             Vcpu(slot, cold_booted=self.topology.is_cold_booted(slot))
             for slot in self.topology.slots
         )
-        self.gic = Gicv3(self.topology.slots, signal=self._interrupt_signal,
-                         report=self._guest_error)
-        self.ged = AcpiGed(lambda: self.gic.set_spi(memmap.ACPI_GED_SPI), self._guest_error)
+        self.irqchip: InterruptController = self._make_irqchip()
+        self.ged = AcpiGed(lambda: self.irqchip.set_spi(memmap.ACPI_GED_SPI), self._guest_error)
         self.cpu_hotplug = CpuHotplugRegisters(self.vcpus, self)
         self.uart = Pl011(self._console_line)
+        self.bus = MmioBus(self.irqchip)
+        self.bus.add(memmap.CPU_HOTPLUG, self.cpu_hotplug)
+        self.bus.add(memmap.ACPI_GED, self.ged)
+        self.bus.add(memmap.UART, self.uart)
+        self.firmware = PsciFirmware(self)
         self.parked = ParkedVcpus()
         self.memory: GuestMemory | None = None
         self.run_state = RunState.PRELAUNCH
@@ -104,22 +115,39 @@ class VirtMachine:
         self.entry_point = 0
         self.console: list[str] = []
         self._lock = threading.RLock()
-        self._mmio: list[tuple[memmap.Region, Any]] = [
-            (memmap.CPU_HOTPLUG, self.cpu_hotplug),
-            (memmap.ACPI_GED, self.ged),
-            (memmap.UART, self.uart),
-        ]
+        self._released = False
+        """:meth:`shutdown` ran (the guest's SYSTEM_OFF only stops the CPUs)."""
 
-    # -- plugin hooks ---------------------------------------------------------------
+    def _make_irqchip(self) -> InterruptController:
+        """The backend's in-kernel controller if it has one, else the userspace GIC model."""
+        if self.backend.capabilities.in_kernel_irqchip:
+            return self.backend.create_irqchip(self.description)
+        return Gicv3(self.topology.slots, signal=self._interrupt_signal, report=self._guest_error)
 
-    def _notify(self, hook: str, **kwargs: Any) -> None:
+    @property
+    def gic(self) -> Gicv3:
+        """The userspace GIC model (backends without an in-kernel interrupt controller).
+
+        :class:`StateError` when the backend's interrupt controller is in the
+        kernel: use :attr:`irqchip` for what every machine has.
+        """
+        if not isinstance(self.irqchip, Gicv3):
+            raise StateError(
+                f"backend {self.backend.name!r} has an in-kernel interrupt controller "
+                f"({type(self.irqchip).__name__}); the userspace GIC model is not used"
+            )
+        return self.irqchip
+
+    # -- plugin hooks (for the machine's own parts: PSCI firmware, hotplug) -----------
+
+    def notify(self, hook: str, **kwargs: Any) -> None:
         """Call an observer hook; a plugin that raises is logged, never breaks the machine."""
         try:
             getattr(self.plugins.hook, hook)(machine=self, **kwargs)
         except Exception:
             _log.exception("plugin observer hook %s failed", hook)
 
-    def _ask(self, hook: str, **kwargs: Any) -> str | None:
+    def ask(self, hook: str, **kwargs: Any) -> str | None:
         """Call a policy hook: ``None`` allows; a reason (or a plugin that raises) refuses."""
         try:
             reason = getattr(self.plugins.hook, hook)(machine=self, **kwargs)
@@ -135,15 +163,23 @@ class VirtMachine:
         """The machine lock (held by every public method)."""
         return self._lock
 
+    @property
+    def is_shut_down(self) -> bool:
+        """Whether the machine was shut down (by :meth:`shutdown` or the guest)."""
+        return self.run_state is RunState.SHUTDOWN
+
     def realize(self) -> None:
         """Create every vCPU, size the GIC, park, build the boot state, start the boot CPU."""
         with self._lock:
+            self._require_unused("realize")
             if self.run_state is not RunState.PRELAUNCH:
                 raise StateError(f"machine is already realized ({self.run_state.value})")
             self.memory = GuestMemory(self.config.memory_size)
-            self.backend.attach(self)
+            self.bus.memory = self.memory
+            self.events.start()
             caps = self.backend.capabilities
             try:
+                self.backend.attach(self)
                 for vcpu in self.vcpus:
                     if caps.parks_vcpus or vcpu.cold_booted:
                         handle = self.backend.create_vcpu(vcpu.slot)
@@ -151,6 +187,7 @@ class VirtMachine:
                             self._realize(vcpu, handle)
                         else:
                             self.parked.park(handle)
+                self.backend.vcpus_created()
                 if caps.executes_guest_code:
                     self._load_boot_image()
                 self.run_state = RunState.RUNNING
@@ -158,7 +195,7 @@ class VirtMachine:
             except BaseException:
                 self._undo_realize()
                 raise
-            self._notify("vcpuhp_machine_realized", backend=self.backend)
+            self.notify("vcpuhp_machine_realized", backend=self.backend)
 
     def _undo_realize(self) -> None:
         """A realize that failed part-way: release what it made; the machine stays
@@ -171,11 +208,12 @@ class VirtMachine:
                 with contextlib.suppress(Exception):
                     self.backend.unrealize_vcpu(handle)
             vcpu.state, vcpu.handle = VcpuState.UNPLUGGED, None
-            self.gic.set_accessible(vcpu.slot.index, False)
+            self.irqchip.set_accessible(vcpu.slot.index, False)
         self.parked = ParkedVcpus()
         with contextlib.suppress(Exception):
             self.backend.close()
         if self.memory is not None:
+            self.bus.memory = None
             self.memory.close()
             self.memory = None
         self.run_state = RunState.PRELAUNCH
@@ -191,10 +229,10 @@ class VirtMachine:
         try:
             vcpu.advance("plug")
             vcpu.handle = handle
-            self.gic.set_accessible(vcpu.slot.index, True)
+            self.irqchip.set_accessible(vcpu.slot.index, True)
         except BaseException:
             vcpu.state, vcpu.handle = VcpuState.UNPLUGGED, None
-            self.gic.set_accessible(vcpu.slot.index, False)
+            self.irqchip.set_accessible(vcpu.slot.index, False)
             self.backend.unrealize_vcpu(handle)
             handle.realized = False
             raise
@@ -217,30 +255,53 @@ class VirtMachine:
         )
 
     def shutdown(self) -> None:
-        """Stop every vCPU and release the backend and RAM. Idempotent."""
+        """Stop every vCPU and release the backend and RAM. Idempotent.
+
+        Afterwards no CPU is online, nothing is parked, the guest's register
+        writes are not taken, and the machine cannot be realized or entered
+        again. The events emitted until then are delivered before it returns
+        (unless it is called from a listener, which cannot wait for itself).
+        """
         with self._lock:
-            if self.run_state is RunState.SHUTDOWN and self.memory is None:
+            if self._released:
                 return
+            self._released = True
             was_running = self.run_state is not RunState.PRELAUNCH
             self.run_state = RunState.SHUTDOWN
             running = [v.handle for v in self.vcpus if v.handle is not None
                        and v.state in (VcpuState.ONLINE, VcpuState.ON_PENDING)]
             realized = [v.handle for v in self.vcpus
                         if v.handle is not None and v.handle.realized]
-        if was_running:
-            # Outside the lock: unrealize joins vCPU threads that may be waiting for it.
-            for handle in running:
-                self.backend.power_off(handle)
-            for handle in realized:
-                self.backend.unrealize_vcpu(handle)
-                handle.realized = False
-            self.backend.close()
-        with self._lock:
-            if self.memory is not None:
-                self.memory.close()
-                self.memory = None
+        try:
+            if was_running:
+                # Outside the lock: unrealize joins vCPU threads that may be waiting for it.
+                for handle in running:
+                    self.backend.power_off(handle)
+                for handle in realized:
+                    self.backend.unrealize_vcpu(handle)
+                    handle.realized = False
+                self.backend.close()
+        finally:
+            with self._lock:
+                for vcpu in self.vcpus:
+                    if vcpu.state in (VcpuState.ONLINE, VcpuState.ON_PENDING):
+                        vcpu.state = VcpuState.POWERED_OFF
+                self.parked = ParkedVcpus()
+                self.irqchip.close()
+                if self.memory is not None:
+                    self.bus.memory = None
+                    self.memory.close()
+                    self.memory = None
+            self.events.close()
+
+    def _require_unused(self, what: str) -> None:
+        if self._released:
+            raise StateError(
+                f"cannot {what}: machine was shut down; build a new VirtMachine"
+            )
 
     def __enter__(self) -> VirtMachine:
+        self._require_unused("enter a 'with' block")
         if self.run_state is RunState.PRELAUNCH:
             self.realize()
         return self
@@ -303,7 +364,7 @@ class VirtMachine:
                 raise DeviceError(
                     f"CPU slot {_describe(slot.props())} is already plugged (by {owner!r})"
                 )
-            reason = self._ask("vcpuhp_device_add_allowed", slot=slot, driver=driver,
+            reason = self.ask("vcpuhp_device_add_allowed", slot=slot, driver=driver,
                                device_id=device_id)
             if reason is not None:
                 raise PolicyRefused(f"device_add refused by policy: {reason}")
@@ -319,7 +380,7 @@ class VirtMachine:
             self.ged.signal(GED_EVENT_CPU_HOTPLUG)
             self.events.emit(ev.CPU_PLUGGED, device=device_id, path=vcpu.qom_path,
                              cpu_index=slot.index, arch_id=slot.arch_id)
-            self._notify("vcpuhp_cpu_plugged", vcpu=vcpu)
+            self.notify("vcpuhp_cpu_plugged", vcpu=vcpu)
             return vcpu
 
     def _check_driver(self, driver: str) -> None:
@@ -384,7 +445,7 @@ class VirtMachine:
                 )
             if vcpu.unplug_requested:
                 raise DeviceError(f"Device {id} is already in the process of unplug")
-            reason = self._ask("vcpuhp_device_del_allowed", vcpu=vcpu)
+            reason = self.ask("vcpuhp_device_del_allowed", vcpu=vcpu)
             if reason is not None:
                 raise PolicyRefused(f"device_del refused by policy: {reason}")
             vcpu.remove_pending = vcpu.unplug_requested = True
@@ -419,7 +480,7 @@ class VirtMachine:
             assert handle is not None
             self.backend.unrealize_vcpu(handle)
             handle.realized = False
-            self.gic.set_accessible(index, False)
+            self.irqchip.set_accessible(index, False)
             vcpu.advance("eject")
             vcpu.handle = None
             self._return_backend_vcpu(handle)
@@ -428,7 +489,7 @@ class VirtMachine:
             vcpu.insert_pending = vcpu.remove_pending = vcpu.fw_remove = False
             vcpu.unplug_requested = False
             self.events.emit(ev.DEVICE_DELETED, device=device_id, path=path, cpu_index=index)
-            self._notify("vcpuhp_cpu_unplugged", vcpu=vcpu, device_id=device_id)
+            self.notify("vcpuhp_cpu_unplugged", vcpu=vcpu, device_id=device_id)
 
     def ost(self, index: int, event: int, status: int) -> None:
         """The guest's ``_OST`` report for CPU ``index``."""
@@ -441,7 +502,7 @@ class VirtMachine:
             "status": status,
         }
         self.events.emit(ev.ACPI_DEVICE_OST, info=info)
-        self._notify("vcpuhp_acpi_ost", vcpu=vcpu, event=event, status=status)
+        self.notify("vcpuhp_acpi_ost", vcpu=vcpu, event=event, status=status)
         if (event == OST_EVENT_EJECT_REQUEST and vcpu.unplug_requested
                 and status not in (OST_STATUS_SUCCESS, OST_STATUS_EJECT_IN_PROGRESS)):
             vcpu.unplug_requested = False
@@ -456,7 +517,7 @@ class VirtMachine:
         _log.warning("guest error: %s", message)
         self.events.emit(ev.GUEST_ERROR, message=message)
 
-    # -- PSCI: the firmware ------------------------------------------------------------------
+    # -- PSCI: the firmware (vcpuhp.psci_firmware) ------------------------------------------
 
     def psci_call(self, caller: int, function_id: int, *args: int) -> int:
         """Handle a PSCI call made by CPU ``caller``; returns the signed x0 value.
@@ -465,73 +526,7 @@ class VirtMachine:
         calls (unknown or not running); every bad argument is a PSCI return code.
         """
         with self._lock:
-            if not 0 <= caller < len(self.vcpus):
-                raise GuestError(f"CPU {caller} does not exist (0-{len(self.vcpus) - 1})")
-            source = self.vcpus[caller]
-            if self.run_state is RunState.SHUTDOWN:
-                raise GuestError("machine is shut down: no CPU runs")
-            if source.state is not VcpuState.ONLINE:
-                raise GuestError(
-                    f"CPU {caller} is {source.state.value}: only a running CPU can call PSCI"
-                )
-            fid = function_id & 0xFFFF_FFFF
-            a = [*args, 0, 0, 0][:3]
-            if not is_smc64(fid):  # SMCCC: a 32-bit call sees only w1-w3
-                a = [x & 0xFFFF_FFFF for x in a]
-            if fid == PsciFunction.PSCI_VERSION:
-                return PSCI_VERSION_1_1
-            if fid in (PsciFunction.CPU_ON, PsciFunction.CPU_ON_64):
-                return self._cpu_on(source, fid, a[0], a[1], a[2])
-            if fid == PsciFunction.CPU_OFF:
-                return self._cpu_off(source)
-            if fid in (PsciFunction.AFFINITY_INFO, PsciFunction.AFFINITY_INFO_64):
-                return self._affinity_info(fid, a[0], a[1])
-            if fid in (PsciFunction.CPU_SUSPEND, PsciFunction.CPU_SUSPEND_64):
-                return PsciReturn.SUCCESS  # standby that wakes at once: a WFI
-            if fid == PsciFunction.MIGRATE_INFO_TYPE:
-                return MIGRATE_INFO_TYPE_NOT_NEEDED
-            if fid == PsciFunction.PSCI_FEATURES:
-                return PsciReturn.SUCCESS if a[0] & 0xFFFF_FFFF in IMPLEMENTED else \
-                    PsciReturn.NOT_SUPPORTED
-            if fid == PsciFunction.SYSTEM_OFF:
-                self._system_off()
-                return PsciReturn.SUCCESS
-            if fid == PsciFunction.SYSTEM_RESET:
-                self._system_reset()
-                return PsciReturn.SUCCESS
-            return PsciReturn.NOT_SUPPORTED
-
-    def _cpu_on(self, caller: Vcpu, fid: int, mpidr: int, entry: int, context: int) -> int:
-        affinity = target_affinity(fid, mpidr)
-        slot = self.topology.by_arch_id(affinity) if affinity is not None else None
-        if slot is None:
-            return PsciReturn.INVALID_PARAMETERS
-        target = self.vcpus[slot.index]
-        if not target.enabled:
-            return PsciReturn.DENIED
-        if target.state is VcpuState.ONLINE:
-            return PsciReturn.ALREADY_ON
-        if target.state is VcpuState.ON_PENDING:
-            return PsciReturn.ON_PENDING
-        assert self.memory is not None
-        if entry % 4 or not self.memory.contains(entry, 4):
-            return PsciReturn.INVALID_ADDRESS
-        reason = self._ask("vcpuhp_cpu_on_allowed", caller=caller, target=target,
-                           entry_point=entry, context_id=context)
-        if reason is not None:
-            _log.info("CPU_ON of CPU %d denied by policy: %s", slot.index, reason)
-            return PsciReturn.DENIED
-        previous = (target.state, target.entry_point, target.context_id)
-        self.gic.reset_cpu_interface(slot.index)
-        target.advance("cpu_on")
-        target.entry_point, target.context_id = entry, context
-        try:
-            self.backend.power_on(target.handle, entry, (context,))
-        except Exception:
-            _log.exception("backend failed to power on CPU %d", slot.index)
-            target.state, target.entry_point, target.context_id = previous
-            return PsciReturn.INTERNAL_FAILURE
-        return PsciReturn.SUCCESS
+            return self.firmware.call(caller, function_id, *args)
 
     def vcpu_started(self, index: int) -> None:
         """Backends call this when a powered-on vCPU begins executing."""
@@ -541,99 +536,65 @@ class VirtMachine:
                 return
             vcpu.advance("started")
             self.events.emit(ev.CPU_POWERED_ON, cpu_index=index, device=vcpu.device_id)
-            self._notify("vcpuhp_cpu_powered_on", vcpu=vcpu)
+            self.notify("vcpuhp_cpu_powered_on", vcpu=vcpu)
 
-    def _cpu_off(self, caller: Vcpu) -> int:
-        if not any(v.online for v in self.vcpus if v is not caller):
-            return PsciReturn.DENIED  # the last running CPU keeps the machine alive
-        caller.advance("cpu_off")
-        self.backend.power_off(caller.handle)
-        self.events.emit(ev.CPU_POWERED_OFF, cpu_index=caller.slot.index,
-                         device=caller.device_id)
-        self._notify("vcpuhp_cpu_powered_off", vcpu=caller)
-        return PsciReturn.SUCCESS
+    def guest_system_off(self) -> None:
+        """PSCI ``SYSTEM_OFF``: every CPU stops and the machine is ``shutdown`` (the
+        owner still calls :meth:`shutdown` to release the backend and RAM)."""
+        with self._lock:
+            self.run_state = RunState.SHUTDOWN
+            self.events.emit(ev.SHUTDOWN, guest=True, reason="guest-shutdown")
+            for vcpu in self.vcpus:
+                if vcpu.handle is not None and vcpu.state in (VcpuState.ONLINE,
+                                                              VcpuState.ON_PENDING):
+                    self.backend.power_off(vcpu.handle)
 
-    def _affinity_info(self, fid: int, mpidr: int, level: int) -> int:
-        affinity = target_affinity(fid, mpidr)
-        slot = self.topology.by_arch_id(affinity) if affinity is not None else None
-        if slot is None or level != 0:
-            return PsciReturn.INVALID_PARAMETERS
-        state = self.vcpus[slot.index].state
-        if state is VcpuState.ONLINE:
-            return AffinityState.ON
-        if state is VcpuState.ON_PENDING:
-            return AffinityState.ON_PENDING
-        return AffinityState.OFF
-
-    def _system_off(self) -> None:
-        self.run_state = RunState.SHUTDOWN
-        self.events.emit(ev.SHUTDOWN, guest=True, reason="guest-shutdown")
-        for vcpu in self.vcpus:
-            if vcpu.handle is not None and vcpu.state in (VcpuState.ONLINE,
-                                                          VcpuState.ON_PENDING):
-                self.backend.power_off(vcpu.handle)
-
-    def _system_reset(self) -> None:
-        for vcpu in self.vcpus:
-            if vcpu.state in (VcpuState.ONLINE, VcpuState.ON_PENDING):
-                self.backend.power_off(vcpu.handle)
-            if vcpu.enabled:
-                vcpu.advance("reset")
-        self.gic.reset()
-        if self.backend.capabilities.executes_guest_code:
-            self._load_boot_image()  # a reset guest starts from pristine tables and image
-        self.events.emit(ev.RESET, guest=True, reason="guest-reset")
-        self._start_boot_cpu()
+    def guest_system_reset(self) -> None:
+        """PSCI ``SYSTEM_RESET``: every enabled CPU powered off, the GIC reset, the
+        boot image and tables reloaded, the boot CPU started again."""
+        with self._lock:
+            for vcpu in self.vcpus:
+                if vcpu.state in (VcpuState.ONLINE, VcpuState.ON_PENDING):
+                    self.backend.power_off(vcpu.handle)
+                if vcpu.enabled:
+                    vcpu.advance("reset")
+            self.irqchip.reset()
+            if self.backend.capabilities.executes_guest_code:
+                self._load_boot_image()  # a reset guest starts from pristine tables and image
+            self.events.emit(ev.RESET, guest=True, reason="guest-reset")
+            self._start_boot_cpu()
 
     # -- guest accesses (executing backends and the null test driver) --------------------------
 
     def mmio_read(self, addr: int, size: int, cpu: int | None = None) -> int:
         """A guest read of ``size`` (1, 2, 4, 8) bytes at guest-physical ``addr``."""
-        self._check_size(size)
-        if self.gic.owns(addr):
-            return self.gic.mmio_read(addr, size)
+        check_access(addr, size)
+        if self.bus.owned_by_irqchip(addr):
+            return self.irqchip.mmio_read(addr, size)
         with self._lock:
-            device, offset = self._device_at(addr, size)
-            if device is None:
-                assert self.memory is not None
-                return self.memory.read_int(addr, size)
-            return int(device.read(offset, size))
+            return self.bus.read(addr, size)
 
     def mmio_write(self, addr: int, size: int, value: int, cpu: int | None = None) -> None:
-        """A guest write of ``size`` bytes of ``value`` at guest-physical ``addr``."""
-        self._check_size(size)
-        if not 0 <= value < (1 << (8 * size)):
-            raise GuestError(f"value {value:#x} does not fit in {size} bytes")
-        if self.gic.owns(addr):
-            self.gic.mmio_write(addr, size, value)
+        """A guest write of ``size`` bytes of ``value`` at guest-physical ``addr``.
+
+        After :meth:`shutdown` no write is taken (:class:`GuestError`).
+        """
+        check_access(addr, size, value)
+        if self.bus.owned_by_irqchip(addr):
+            self.irqchip.mmio_write(addr, size, value)
             return
         with self._lock:
-            device, offset = self._device_at(addr, size)
-            if device is None:
-                assert self.memory is not None
-                self.memory.write_int(addr, size, value)
-                return
-            device.write(offset, size, value)
-
-    @staticmethod
-    def _check_size(size: int) -> None:
-        if size not in (1, 2, 4, 8):
-            raise GuestError(f"access size {size} is invalid; valid: 1, 2, 4, 8")
-
-    def _device_at(self, addr: int, size: int) -> tuple[Any, int]:
-        for region, device in self._mmio:
-            if region.base <= addr < region.end:
-                return device, addr - region.base
-        if self.memory is not None and self.memory.contains(addr, size):
-            return None, 0
-        raise GuestError(f"no device or RAM at {addr:#x} ({size} bytes)")
+            if self.is_shut_down:
+                raise GuestError(f"machine is shut down: write of {value:#x} at {addr:#x} "
+                                 "not taken")
+            self.bus.write(addr, size, value)
 
     def sysreg_read(self, cpu: int, name: str) -> int:
-        """A read of GIC CPU interface register ``name`` by CPU ``cpu``."""
+        """A read of GIC CPU interface register ``name`` by CPU ``cpu`` (userspace GIC)."""
         return self.gic.sysreg_read(cpu, name)
 
     def sysreg_write(self, cpu: int, name: str, value: int) -> None:
-        """A write of GIC CPU interface register ``name`` by CPU ``cpu``."""
+        """A write of GIC CPU interface register ``name`` by CPU ``cpu`` (userspace GIC)."""
         self.gic.sysreg_write(cpu, name, value)
 
     def _interrupt_signal(self, index: int) -> None:
@@ -670,57 +631,22 @@ class VirtMachine:
     def cpu_masks(self) -> CpuMasks:
         """possible / present / enabled / online, as the guest's sysfs would show them."""
         with self._lock:
-            possible = frozenset(v.slot.index for v in self.vcpus)
-            return CpuMasks(
-                possible,
-                possible,
-                frozenset(v.slot.index for v in self.vcpus if v.enabled),
-                frozenset(v.slot.index for v in self.vcpus if v.online),
-            )
+            return views.cpu_masks(self.vcpus)
 
     def query_hotpluggable_cpus(self) -> list[dict[str, Any]]:
         """QMP ``query-hotpluggable-cpus``: every slot, ``qom-path`` only when plugged."""
         with self._lock:
-            rows = []
-            for vcpu in reversed(self.vcpus):
-                row: dict[str, Any] = {
-                    "type": self.config.cpu_type,
-                    "vcpus-count": 1,
-                    "props": vcpu.slot.props(),
-                }
-                if vcpu.enabled:
-                    row["qom-path"] = vcpu.qom_path
-                rows.append(row)
-            return rows
+            return views.hotpluggable_cpus(self)
 
     def query_cpus_fast(self) -> list[dict[str, Any]]:
         """QMP ``query-cpus-fast``: the enabled CPUs."""
         with self._lock:
-            return [
-                {
-                    "cpu-index": v.slot.index,
-                    "qom-path": v.qom_path,
-                    "thread-id": self._thread_id(v),
-                    "props": v.slot.props(),
-                    "target": "aarch64",
-                    "arch-id": v.slot.arch_id,
-                    "state": v.state.value,
-                }
-                for v in self.vcpus if v.enabled
-            ]
-
-    def _thread_id(self, vcpu: Vcpu) -> int:
-        native = getattr(vcpu.handle, "thread_id", None)
-        return int(native) if native is not None else threading.get_native_id()
+            return views.cpus_fast(self)
 
     def query_acpi_ospm_status(self) -> list[dict[str, Any]]:
         """QMP ``query-acpi-ospm-status``: the last ``_OST`` of every CPU slot (as QEMU)."""
         with self._lock:
-            return [
-                {"device": v.device_id, "slot": str(v.slot.index), "slot-type": "CPU",
-                 "source": v.ost_event, "status": v.ost_status}
-                for v in self.vcpus
-            ]
+            return views.acpi_ospm_status(self)
 
     def query_status(self) -> dict[str, Any]:
         """QMP ``query-status``."""
@@ -740,7 +666,7 @@ class VirtMachine:
                 "vcpus": [v.state_dict() for v in self.vcpus],
                 "handles": [id(v.handle) if v.handle is not None else None for v in self.vcpus],
                 "parked": {a: id(h) for a, h in self.parked.handles().items()},
-                "gic": self.gic.state(),
+                "gic": self.irqchip.state(),
                 "ged": self.ged.state(),
                 "cpu_hotplug": self.cpu_hotplug.state(),
             }
@@ -756,8 +682,10 @@ class VirtMachine:
             for v in self.vcpus:
                 assert (v.handle is not None) == v.enabled, f"CPU {v.slot.index} handle/enabled"
                 assert not v.online or v.enabled, f"CPU {v.slot.index} online but not enabled"
-                assert self.gic.cpus[v.slot.index].accessible == v.enabled
-            if self.backend.capabilities.parks_vcpus and self.run_state is not RunState.PRELAUNCH:
+                assert self.irqchip.is_accessible(v.slot.index) == v.enabled, \
+                    f"CPU {v.slot.index} GIC wiring != enabled"
+            if self.backend.capabilities.parks_vcpus and self.run_state in (RunState.RUNNING,
+                                                                            RunState.PAUSED):
                 parked = set(self.parked)
                 possible = {s.arch_id for s in self.topology.slots}
                 assert parked == possible - realized, "parked != possible - realized"

@@ -1,6 +1,6 @@
 """PSCI function ids, return codes and argument decoding (Linux ``uapi/linux/psci.h``).
 
-The machine is the firmware: :meth:`vcpuhp.machine.VirtMachine.psci_call`
+The machine is the firmware: :class:`vcpuhp.psci_firmware.PsciFirmware`
 applies the hotplug policy (``CPU_ON`` of a CPU that is not enabled is
 ``DENIED``). This module only names things and decodes arguments.
 """

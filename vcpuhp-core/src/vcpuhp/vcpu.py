@@ -1,4 +1,4 @@
-"""The per-vCPU state machine (DESIGN §3).
+"""The per-vCPU state machine.
 
 A slot moves only along these edges::
 

@@ -307,7 +307,10 @@ class _Handler(socketserver.StreamRequestHandler):
                 except UnicodeDecodeError:
                     send("ERR commands are ASCII text")
                     continue
-                send(interpreter.execute(line))
+                reply = interpreter.execute(line)
+                # As QEMU's qtest: what the command raised (IRQ, events) comes before its reply.
+                self.server.machine.events.flush()
+                send(reply)
         except OSError:
             return  # the connection was shut down under the reader
         finally:

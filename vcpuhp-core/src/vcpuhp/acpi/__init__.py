@@ -1,6 +1,6 @@
 """ACPI tables and AML describing a ``virt`` machine and its CPU hotplug.
 
-:func:`build_tables` turns a :class:`~vcpuhp.machine.VirtMachine` into an
+:func:`build_tables` turns a :class:`~vcpuhp.description.MachineDescription` into an
 :class:`AcpiTables` set (RSDP, XSDT, FADT, DSDT, MADT, GTDT, SPCR, PPTT) that
 ACPICA accepts and that describes hotplug the way Linux >= 6.11 expects on
 arm64: every possible CPU present, cold-booted ones enabled, the rest online

@@ -34,7 +34,7 @@ from vcpuhp.acpi.tables.xsdt import xsdt_size
 from vcpuhp.errors import ConfigError
 
 if TYPE_CHECKING:
-    from vcpuhp.machine import VirtMachine
+    from vcpuhp.description import MachineDescription
     from vcpuhp.memory import GuestMemory
 
 TABLE_ALIGNMENT: Final = 16
@@ -131,34 +131,29 @@ class AcpiTables:
         return written
 
 
-def _gicc_infos(machine: VirtMachine) -> list[GiccInfo]:
-    topology = machine.topology
-    return [
+def build_tables(
+    description: MachineDescription, base: int = memmap.ACPI_TABLES_ADDR
+) -> AcpiTables:
+    """Build the ACPI tables describing a machine, laid out at ``base``.
+
+    A pure function of ``description``: the same description gives the same bytes.
+    """
+    topology = description.topology
+    giccs = [
         GiccInfo(slot.index, slot.arch_id, topology.is_cold_booted(slot))
         for slot in topology.slots
     ]
-
-
-def _ejectable(machine: VirtMachine, index: int) -> bool:
-    if index == 0:
-        return False
-    return index >= machine.config.smp.cpus or machine.config.allow_cold_unplug
-
-
-def build_tables(machine: VirtMachine, base: int = memmap.ACPI_TABLES_ADDR) -> AcpiTables:
-    """Build the ACPI tables describing ``machine`` (realized or not), laid out at ``base``."""
-    giccs = _gicc_infos(machine)
     regions = [
         RedistributorRange(region.base, region.count * memmap.GICR_STRIDE)
-        for region in machine.gic.regions
+        for region in description.redistributor_regions
     ]
     cpus = [
         CpuDeviceInfo(
-            gicc.index,
-            gicc_entry(GiccInfo(gicc.index, gicc.mpidr, enabled=True)),
-            _ejectable(machine, gicc.index),
+            slot.index,
+            gicc_entry(GiccInfo(slot.index, slot.arch_id, enabled=True)),
+            description.is_ejectable(slot),
         )
-        for gicc in giccs
+        for slot in topology.slots
     ]
     system_bus = [
         uart_device(),
@@ -171,6 +166,6 @@ def build_tables(machine: VirtMachine, base: int = memmap.ACPI_TABLES_ADDR) -> A
         "APIC": build_madt(giccs, regions),
         "GTDT": build_gtdt(),
         "SPCR": build_spcr(),
-        "PPTT": build_pptt(machine.topology),
+        "PPTT": build_pptt(topology),
     }
     return AcpiTables(tables, base)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vcpuhp.config import CPU_MODELS, MachineConfig
-from vcpuhp.machine import VirtMachine
+from vcpuhp.description import MachineDescription
 
 if TYPE_CHECKING:
     from vcpuhp.plugins import PluginManager
@@ -39,14 +39,13 @@ def add_subcommand(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def cmd_dump(args: argparse.Namespace, plugins: PluginManager | None = None) -> int:
-    """Build an unrealized machine on the null backend and dump its tables."""
+    """Describe the machine the options give (nothing is realized) and dump its tables."""
     from vcpuhp.acpi import build_tables
 
     config = MachineConfig.build(
         args.smp, cpu=args.cpu, accel="null", allow_cold_unplug=args.allow_cold_unplug
     )
-    machine = VirtMachine(config, plugins=plugins)
-    tables = build_tables(machine)
+    tables = build_tables(MachineDescription.of(config))
     for path in tables.dump(args.output):
         print(f"{path} {path.stat().st_size} bytes")
     return 0

@@ -31,6 +31,9 @@ from vcpuhp.qmp.framing import MAX_MESSAGE_SIZE
 from vcpuhp.qmp.session import QmpSession
 
 _log = logging.getLogger(__name__)
+_EVENT_FLUSH_TIMEOUT: Final = 2.0
+"""How long a command's response waits for its events (a listener that blocks longer
+delays those events, not the response)."""
 _T = TypeVar("_T")
 _WORKERS: Final = 8
 _FLUSH_TIMEOUT: Final = 2.0
@@ -236,8 +239,21 @@ class QmpServer:
     # -- SessionHost --------------------------------------------------------------------
 
     async def run_in_worker(self, call: Callable[[], _T]) -> _T:
-        """Run a blocking machine call on the worker pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        """Run a blocking machine call on the worker pool.
+
+        Events the machine emitted until the call returned reach the clients
+        before its response, as in QEMU (the worker waits, bounded, until the
+        event thread has handed them to the loop).
+        """
+        machine = self._machine
+
+        def call_then_flush() -> _T:
+            try:
+                return call()
+            finally:
+                machine.events.flush(timeout=_EVENT_FLUSH_TIMEOUT)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call_then_flush)
 
     def broadcast(self, message: wire.Message) -> None:
         """Send an event to every negotiated client (loop thread only)."""
