@@ -57,7 +57,10 @@ def _machine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu", default="max", choices=CPU_MODELS, help="CPU model")
     parser.add_argument("-m", "--memory", default="256M", help="RAM size (e.g. 256M, 1G)")
     parser.add_argument("--kernel", type=Path, default=None,
-                        help="raw or ELF guest image (default: the bundled guest)")
+                        help="arm64 Linux Image (booted with ACPI), or an ELF or raw guest "
+                             "image (default: the bundled guest)")
+    parser.add_argument("--initrd", type=Path, default=None,
+                        help="initial ramdisk for a Linux --kernel")
     parser.add_argument("--append", default=None,
                         help="guest command line (default: maxcpus=2)")
     parser.add_argument("--allow-cold-unplug", action="store_true",
@@ -68,7 +71,7 @@ def _build_machine(args: argparse.Namespace, plugins: PluginManager) -> VirtMach
     accel, options = _parse_accel(args.accel or default_accel(plugins))
     config = MachineConfig.build(
         args.smp, cpu=args.cpu, accel=accel, memory=args.memory, kernel=args.kernel,
-        guest_cmdline=args.append if args.append is not None else "maxcpus=2",
+        initrd=args.initrd, guest_cmdline=args.append if args.append is not None else "maxcpus=2",
         allow_cold_unplug=args.allow_cold_unplug, backend_options=options,
     )
     return VirtMachine(config, plugins=plugins)

@@ -44,7 +44,11 @@ class MachineConfig:
     allow_cold_unplug: bool = False
     """Policy: may ``device_del`` remove CPUs enabled at boot? (The seeds explain why not.)"""
     kernel: Path | None = None
-    """Guest image for executing backends; ``None`` means the bundled guest."""
+    """Guest image for executing backends: an arm64 Linux ``Image`` (booted with ACPI
+    and a minimal EFI environment), or an ELF / raw image (the bundled guest's
+    convention); ``None`` means the bundled guest."""
+    initrd: Path | None = None
+    """Initial ramdisk for a Linux kernel."""
     guest_cmdline: str = ""
     backend_options: Mapping[str, str] = field(default_factory=dict)
 

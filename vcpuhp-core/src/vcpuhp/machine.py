@@ -113,6 +113,8 @@ class VirtMachine:
         self.rsdp_address = 0
         self.acpi_tables: Any = None
         self.entry_point = 0
+        self.boot_args: tuple[int, ...] = (memmap.CMDLINE_ADDR, 0)
+        """``x0``, ``x1``, ... the boot CPU starts with (set by the boot protocol)."""
         self.console: list[str] = []
         self._lock = threading.RLock()
         self._released = False
@@ -243,6 +245,7 @@ class VirtMachine:
         assert self.memory is not None
         image = boot.prepare(self)
         self.entry_point = image.entry_point
+        self.boot_args = image.boot_args
         self.rsdp_address = image.rsdp_address
         self.acpi_tables = image.tables
 
@@ -250,9 +253,7 @@ class VirtMachine:
         boot_cpu = self.vcpus[0]
         boot_cpu.entry_point = self.entry_point
         boot_cpu.advance("cpu_on")
-        self.backend.power_on(
-            boot_cpu.handle, self.entry_point, (memmap.CMDLINE_ADDR, self.rsdp_address)
-        )
+        self.backend.power_on(boot_cpu.handle, self.entry_point, self.boot_args)
 
     def shutdown(self) -> None:
         """Stop every vCPU and release the backend and RAM. Idempotent.
