@@ -11,8 +11,8 @@ from the same state that denied a ``CPU_ON``; leaving any of them to KVM would
 let the guest see KVM's view instead (kvmtool forwards the same two ranges).
 A function the machine does not implement gets ``NOT_SUPPORTED`` from it.
 The Arm architecture calls (``0x80000000-0x8000FFFF``, ``0xC0000000-0xC000FFFF``:
-``SMCCC_VERSION``, ``SMCCC_ARCH_FEATURES``, the workarounds) stay with KVM:
-the filter refuses them (``EPERM``).
+``SMCCC_VERSION``, ``SMCCC_ARCH_FEATURES``, the workarounds) stay with KVM,
+which reserves them: a filter range that touches them fails with ``EEXIST``.
 """
 
 from __future__ import annotations

@@ -182,8 +182,12 @@ KVM_ARM_IRQ_TYPE_PPI: Final = 2
 
 # asm/kvm.h (arm64): vGIC device attributes
 KVM_DEV_ARM_VGIC_GRP_ADDR: Final = 0
+KVM_DEV_ARM_VGIC_GRP_DIST_REGS: Final = 1
 KVM_DEV_ARM_VGIC_GRP_NR_IRQS: Final = 3
 KVM_DEV_ARM_VGIC_GRP_CTRL: Final = 4
+KVM_DEV_ARM_VGIC_GRP_LEVEL_INFO: Final = 7
+KVM_DEV_ARM_VGIC_LINE_LEVEL_INFO_SHIFT: Final = 10
+VGIC_LEVEL_INFO_LINE_LEVEL: Final = 0
 KVM_DEV_ARM_VGIC_CTRL_INIT: Final = 0
 KVM_VGIC_V3_ADDR_TYPE_DIST: Final = 2
 KVM_VGIC_V3_ADDR_TYPE_REDIST: Final = 3
@@ -216,5 +220,5 @@ def uapi_constants() -> dict[str, int]:
     return {
         name: value
         for name, value in globals().items()
-        if name.startswith(("KVM_", "KVMIO", "_IOC_")) and isinstance(value, int)
+        if name.startswith(("KVM_", "KVMIO", "_IOC_", "VGIC_")) and isinstance(value, int)
     }

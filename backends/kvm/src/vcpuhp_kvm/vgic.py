@@ -23,6 +23,7 @@ _RDIST_BASE_SHIFT: Final = 16
 _RDIST_BASE_BITS: Final = 36
 _RDIST_COUNT_SHIFT: Final = 52
 _RDIST_COUNT_BITS: Final = 12
+_GICD_ISPENDR: Final = 0x0200
 
 
 class RedistributorRegionLike(Protocol):
@@ -125,6 +126,33 @@ class Vgicv3:
         """The distributor's guest-physical address as KVM holds it."""
         return self.device.get_attr_u64(uapi.KVM_DEV_ARM_VGIC_GRP_ADDR,
                                         uapi.KVM_VGIC_V3_ADDR_TYPE_DIST)
+
+    def distributor_register(self, offset: int) -> int:
+        """A 32-bit distributor register (``KVM_DEV_ARM_VGIC_GRP_DIST_REGS``) as KVM holds it.
+
+        Only while no vCPU runs: KVM takes every vCPU's lock for it.
+        """
+        return self.device.get_attr_u32(uapi.KVM_DEV_ARM_VGIC_GRP_DIST_REGS, offset)
+
+    def set_distributor_register(self, offset: int, value: int) -> None:
+        """Write a 32-bit distributor register as a user-space access (no vCPU may run)."""
+        self.device.set_attr_u32(uapi.KVM_DEV_ARM_VGIC_GRP_DIST_REGS, offset, value)
+
+    def spi_pending(self, intid: int) -> bool:
+        """Whether ``intid``'s pending latch is set (``GICD_ISPENDR`` as user space reads it).
+
+        An edge-triggered SPI (KVM's reset state) latches when its line rises;
+        for a level-sensitive one the line is separate: :meth:`spi_line_level`.
+        """
+        word = self.distributor_register(_GICD_ISPENDR + 4 * (intid // 32))
+        return bool(word >> (intid % 32) & 1)
+
+    def spi_line_level(self, intid: int) -> bool:
+        """The level of ``intid``'s input line (``KVM_DEV_ARM_VGIC_GRP_LEVEL_INFO``)."""
+        attr = (uapi.VGIC_LEVEL_INFO_LINE_LEVEL << uapi.KVM_DEV_ARM_VGIC_LINE_LEVEL_INFO_SHIFT
+                | intid & ~31)
+        word = self.device.get_attr_u32(uapi.KVM_DEV_ARM_VGIC_GRP_LEVEL_INFO, attr)
+        return bool(word >> (intid % 32) & 1)
 
     def redistributor_region(self, index: int) -> tuple[int, int]:
         """``(base, count)`` of redistributor region ``index`` as KVM holds it."""

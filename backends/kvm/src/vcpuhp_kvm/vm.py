@@ -141,7 +141,7 @@ class Vm(DeviceAttributes):
         Applies ``action`` (``KVM_SMCCC_FILTER_*``) to SMCCC function ids
         ``[base, base + nr_functions)``, for HVC and SMC alike. Must be set
         before any vCPU has run (``EBUSY``); ranges must not overlap earlier
-        ones (``EEXIST``) nor the Arm architecture calls (``EPERM``).
+        ones nor the Arm architecture calls KVM reserves (``EEXIST``).
         """
         request = new("struct kvm_smccc_filter *",
                       {"base": base, "nr_functions": nr_functions, "action": action})
