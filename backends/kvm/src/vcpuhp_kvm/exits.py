@@ -9,12 +9,15 @@ runs again: :meth:`MmioRead.complete` (the loaded value) and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from vcpuhp_kvm import regs, uapi
+from vcpuhp_kvm.cdefs import ffi
 
 
-class _RegisterWriter(Protocol):
+class _Registers(Protocol):
+    def get_one_reg(self, reg_id: int) -> int: ...
+
     def set_one_reg(self, reg_id: int, value: int) -> None: ...
 
 
@@ -64,7 +67,7 @@ class Hypercall(VcpuExit):
     nr: int
     args: tuple[int, ...]
     flags: int
-    _vcpu: _RegisterWriter = field(repr=False, compare=False)
+    _vcpu: _Registers = field(repr=False, compare=False)
 
     @property
     def smc(self) -> bool:
@@ -135,3 +138,44 @@ class UnknownExit(VcpuExit):
 
     exit_reason: int
     hardware_exit_reason: int = 0
+
+
+HYPERCALL_ARGS: Final = 3
+"""x1-x3: the most arguments a PSCI function takes."""
+
+
+def decode(run: Any, vcpu: _Registers) -> VcpuExit:
+    """The typed exit that ``run`` (a ``struct kvm_run *``) describes after a ``KVM_RUN``.
+
+    ``vcpu`` reads the hypercall arguments and later takes its return values.
+    """
+    reason = int(run.exit_reason)
+    if reason == uapi.KVM_EXIT_MMIO:
+        mmio = run.mmio
+        addr, size = int(mmio.phys_addr), int(mmio.len)
+        if mmio.is_write:
+            data = int.from_bytes(ffi.buffer(mmio.data, size)[:], "little")
+            return MmioWrite(addr, size, data)
+        ffi.memmove(mmio.data, bytes(8), 8)
+        return MmioRead(addr, size, mmio.data)
+    if reason == uapi.KVM_EXIT_HYPERCALL:
+        args = tuple(vcpu.get_one_reg(regs.x(n)) for n in range(1, HYPERCALL_ARGS + 1))
+        return Hypercall(int(run.hypercall.nr), args, int(run.hypercall.flags), vcpu)
+    if reason == uapi.KVM_EXIT_SYSTEM_EVENT:
+        event = run.system_event
+        ndata = min(int(event.ndata), 16)
+        return SystemEvent(int(event.type), int(event.flags),
+                           tuple(int(event.data[i]) for i in range(ndata)))
+    if reason == uapi.KVM_EXIT_FAIL_ENTRY:
+        fail = run.fail_entry
+        return FailEntry(int(fail.hardware_entry_failure_reason), int(fail.cpu))
+    if reason == uapi.KVM_EXIT_INTERNAL_ERROR:
+        internal = run.internal
+        ndata = min(int(internal.ndata), 16)
+        return InternalError(int(internal.suberror),
+                             tuple(int(internal.data[i]) for i in range(ndata)))
+    if reason == uapi.KVM_EXIT_ARM_NISV:
+        return ArmNisv(int(run.arm_nisv.esr_iss), int(run.arm_nisv.fault_ipa))
+    if reason == uapi.KVM_EXIT_INTR:
+        return Interrupted()
+    return UnknownExit(reason, int(run.hw.hardware_exit_reason))

@@ -20,22 +20,9 @@ from typing import Any
 from vcpuhp_kvm import _syscall, kick, regs, uapi
 from vcpuhp_kvm._fd import KvmFd
 from vcpuhp_kvm.cdefs import address, ffi, libc, new
-from vcpuhp_kvm.errors import KvmError
-from vcpuhp_kvm.exits import (
-    ArmNisv,
-    FailEntry,
-    Hypercall,
-    InternalError,
-    Interrupted,
-    MmioRead,
-    MmioWrite,
-    SystemEvent,
-    UnknownExit,
-    VcpuExit,
-)
+from vcpuhp_kvm.errors import KvmClosed, KvmError
+from vcpuhp_kvm.exits import Interrupted, VcpuExit, decode
 
-_HYPERCALL_ARGS = 3
-"""x1-x3: the most arguments a PSCI function takes."""
 _MAP_FAILED = ffi.cast("void *", -1)
 
 
@@ -90,8 +77,9 @@ class VcpuFd(KvmFd):
         self._runner_lock = threading.Lock()
 
     def _release(self) -> None:
-        libc().munmap(self._page, self._mmap_size)
-        self._run = None
+        with self._runner_lock:  # a concurrent kick() must not write into an unmapped page
+            libc().munmap(self._page, self._mmap_size)
+            self._run = None
 
     # --- KVM_ARM_VCPU_INIT --------------------------------------------------------
 
@@ -190,7 +178,7 @@ class VcpuFd(KvmFd):
                 run.immediate_exit = 0
                 return Interrupted()
             raise KvmError("KVM_RUN", err, self._run_failure(err))
-        return self._decode(run)
+        return decode(run, self)
 
     def _run_failure(self, err: int) -> str:
         if err == errno.ENOEXEC:
@@ -199,38 +187,6 @@ class VcpuFd(KvmFd):
             return (f"vCPU {self.vcpu_id} accessed an address outside guest memory with an "
                     "instruction KVM cannot decode (enable KVM_CAP_ARM_NISV_TO_USER to see it)")
         return f"vCPU {self.vcpu_id}"
-
-    def _decode(self, run: Any) -> VcpuExit:
-        reason = int(run.exit_reason)
-        if reason == uapi.KVM_EXIT_MMIO:
-            mmio = run.mmio
-            addr, size = int(mmio.phys_addr), int(mmio.len)
-            if mmio.is_write:
-                data = int.from_bytes(ffi.buffer(mmio.data, size)[:], "little")
-                return MmioWrite(addr, size, data)
-            ffi.memmove(mmio.data, bytes(8), 8)
-            return MmioRead(addr, size, mmio.data)
-        if reason == uapi.KVM_EXIT_HYPERCALL:
-            args = tuple(self.get_one_reg(regs.x(n)) for n in range(1, _HYPERCALL_ARGS + 1))
-            return Hypercall(int(run.hypercall.nr), args, int(run.hypercall.flags), self)
-        if reason == uapi.KVM_EXIT_SYSTEM_EVENT:
-            event = run.system_event
-            ndata = min(int(event.ndata), 16)
-            return SystemEvent(int(event.type), int(event.flags),
-                               tuple(int(event.data[i]) for i in range(ndata)))
-        if reason == uapi.KVM_EXIT_FAIL_ENTRY:
-            fail = run.fail_entry
-            return FailEntry(int(fail.hardware_entry_failure_reason), int(fail.cpu))
-        if reason == uapi.KVM_EXIT_INTERNAL_ERROR:
-            internal = run.internal
-            ndata = min(int(internal.ndata), 16)
-            return InternalError(int(internal.suberror),
-                                 tuple(int(internal.data[i]) for i in range(ndata)))
-        if reason == uapi.KVM_EXIT_ARM_NISV:
-            return ArmNisv(int(run.arm_nisv.esr_iss), int(run.arm_nisv.fault_ipa))
-        if reason == uapi.KVM_EXIT_INTR:
-            return Interrupted()
-        return UnknownExit(reason, int(run.hw.hardware_exit_reason))
 
     # --- kicks (any thread) ------------------------------------------------------
 
@@ -256,8 +212,10 @@ class VcpuFd(KvmFd):
         :func:`~vcpuhp_kvm.kick.install_kick_handler` to have run.
         """
         kick.require_kick_handler()
-        self._run.immediate_exit = 1
         with self._runner_lock:
+            if self._run is None:
+                raise KvmClosed(f"vCPU {self.vcpu_id} is closed: nothing to kick")
+            self._run.immediate_exit = 1
             if self._runner is not None:
                 kick.signal_thread(self._runner)
 
