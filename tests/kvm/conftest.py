@@ -21,7 +21,7 @@ NATIVE_TESTS = {"test_kvm_native.py"}
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     if collection_path.name in NATIVE_TESTS:
-        return config.getoption("--vcpuhp-backend") != "kvm"
+        return bool(config.getoption("--vcpuhp-backend") != "kvm")
     return None
 
 

@@ -10,9 +10,11 @@ import errno
 import signal
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from vcpuhp.backend import Viability
 from vcpuhp.errors import BackendError, ConfigError
 from vcpuhp.gic import layout_redistributors
 from vcpuhp_kvm import (
@@ -39,7 +41,7 @@ from vcpuhp_kvm.cdefs import new
 from vcpuhp_kvm.exits import decode
 from vcpuhp_kvm.smccc import is_psci
 from vcpuhp_kvm.vgic import decode_redist_region_attr, redist_region_attr
-from vcpuhp_kvm.viability import HostSupport, Viability, _open_failure, architecture_reason
+from vcpuhp_kvm.viability import HostSupport, _open_failure, architecture_reason
 
 
 class RegisterFile:
@@ -55,7 +57,7 @@ class RegisterFile:
         self.values[reg_id] = value
 
 
-def run_page(exit_reason: int) -> object:
+def run_page(exit_reason: int) -> Any:
     page = new("struct kvm_run *")
     page.exit_reason = exit_reason
     return page
