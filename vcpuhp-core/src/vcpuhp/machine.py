@@ -101,7 +101,8 @@ class VirtMachine:
         self.irqchip: InterruptController = self._make_irqchip()
         self.ged = AcpiGed(lambda: self.irqchip.set_spi(memmap.ACPI_GED_SPI), self._guest_error)
         self.cpu_hotplug = CpuHotplugRegisters(self.vcpus, self)
-        self.uart = Pl011(self._console_line)
+        self.uart = Pl011(self._console_line,
+                          raise_line=lambda level: self.irqchip.set_spi(memmap.UART_SPI, level))
         self.bus = MmioBus(self.irqchip)
         self.bus.add(memmap.CPU_HOTPLUG, self.cpu_hotplug)
         self.bus.add(memmap.ACPI_GED, self.ged)
@@ -604,6 +605,17 @@ class VirtMachine:
             self.backend.kick(vcpu.handle)
         if self.gic.irq_pending(index):
             self.events.emit(ev.INTERRUPT, cpu_index=index)
+
+    def console_input(self, data: bytes | str) -> int:
+        """Type ``data`` at the guest's console (the PL011's receive side).
+
+        Returns how many bytes were taken; input beyond the UART's bounded
+        queue is refused rather than buffered without limit.
+        """
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        with self._lock:
+            self._require_running("type at the console")
+            return self.uart.receive(raw)
 
     def _console_line(self, line: str) -> None:
         self.console.append(line)
