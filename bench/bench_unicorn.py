@@ -259,7 +259,7 @@ def qemu_timed_loop(iterations: int, tmp: Path) -> dict[str, Any]:
     image = tmp / "loop.elf"
     image.write_bytes(elf_image(timed_loop(iterations).assemble()))
     command = [qemu, "-M", "virt", "-cpu", "max", "-m", "256M", "-nographic",
-               "-monitor", "none", "-kernel", str(image)]
+               "-monitor", "none", "-nic", "none", "-kernel", str(image)]
     stamps: dict[str, float] = {}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         assert process.stdout is not None
