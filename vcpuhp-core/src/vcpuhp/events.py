@@ -2,7 +2,7 @@
 
 Event names follow QEMU's where QEMU has one (``DEVICE_DELETED``,
 ``DEVICE_UNPLUG_GUEST_ERROR``, ``ACPI_DEVICE_OST``, ``SHUTDOWN``, ``RESET``,
-``STOP``, ``RESUME``); the others are vcpuhp's own.
+``STOP``, ``RESUME``, ``GUEST_PANICKED``); the others are vcpuhp's own.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ ACPI_DEVICE_OST: Final = "ACPI_DEVICE_OST"
 INTERRUPT: Final = "INTERRUPT"
 GUEST_ERROR: Final = "GUEST_ERROR"
 VCPU_FAULT: Final = "VCPU_FAULT"
+GUEST_PANICKED: Final = "GUEST_PANICKED"
+"""QEMU's event: ``{"action": "pause"|"poweroff"|"run", "info": {...}}``; vcpuhp's
+``info`` is ``{"type": "vcpu-fault", "cpu-index": N, "message": ...}``."""
 SHUTDOWN: Final = "SHUTDOWN"
 RESET: Final = "RESET"
 STOP: Final = "STOP"

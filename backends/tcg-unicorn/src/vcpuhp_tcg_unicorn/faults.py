@@ -110,9 +110,8 @@ def mmu_data_abort(engine: Engine, pc: int) -> SyncException:
 
 
 def external_abort(engine: Engine, fetch_access: bool, write: bool,
-                   physical: int) -> SyncException:
-    """An access to unbacked guest-physical ``physical`` (a synchronous external abort)."""
-    pc = engine.pc
+                   physical: int, pc: int) -> SyncException:
+    """The access at ``pc`` to unbacked guest-physical ``physical`` (synchronous external abort)."""
     el0 = engine.at_el0
     if fetch_access:
         return instruction_abort(pc, from_el0=el0, fsc=FSC_SYNC_EXTERNAL)

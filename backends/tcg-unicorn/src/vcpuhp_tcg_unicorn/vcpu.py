@@ -154,7 +154,7 @@ class UnicornVcpu(BackendVcpu):
         self._run_epoch = 0
         self._hook_stopped = False
         self._after_run: Callable[[], None] | None = None
-        self._invalid_access: tuple[int, int, int] | None = None
+        self._invalid_access: tuple[int, int, int, int] | None = None
         self._last_taken: SyncException | None = None
         self._entered_at = -1
         self.thread: threading.Thread | None = None
@@ -406,11 +406,11 @@ class UnicornVcpu(BackendVcpu):
     def _deliver_or_fault(self, epoch: int, error: BaseException) -> None:
         invalid, self._invalid_access = self._invalid_access, None
         if isinstance(error, UcError) and invalid is not None:
-            access, addr, _size = invalid
+            access, addr, _size, pc = invalid
             fetching = access == unicorn_const.UC_MEM_FETCH_UNMAPPED
             writing = access == unicorn_const.UC_MEM_WRITE_UNMAPPED
             try:
-                self._take(external_abort(self.engine, fetching, writing, addr))
+                self._take(external_abort(self.engine, fetching, writing, addr, pc))
                 return
             except VcpuFault as exc:
                 error = exc
@@ -455,12 +455,12 @@ class UnicornVcpu(BackendVcpu):
             _log.warning("CPU %d stopped while exiting: %s", self.index, error)
 
     def _explain(self, error: BaseException,
-                 invalid: tuple[int, int, int] | None) -> BaseException:
+                 invalid: tuple[int, int, int, int] | None) -> BaseException:
         if not isinstance(error, UcError):
             return error  # ours (VcpuFault) or a bug in a hook: the original error
         where = ""
         if invalid is not None:
-            access, addr, size = invalid
+            access, addr, size, _pc = invalid
             where = f": {_access_name(access)} of {size} bytes at {addr:#x}"
         try:
             pc = f" (pc {self.engine.pc:#x})"
@@ -531,8 +531,14 @@ class UnicornVcpu(BackendVcpu):
         self._guest_access(None, self._machine.mmio_write, addr, size, value, self.index)
 
     def unmapped(self, access: int, addr: int, size: int) -> None:
-        """Remember the access: the run ends next and the guest gets an external abort."""
-        self._invalid_access = (access, addr, size)
+        """Remember the access and its PC: the run ends and the guest gets an external abort.
+
+        Unicorn synced PC to the accessing instruction before this hook. A read ends
+        the run there; a write is skipped and the rest of its translation block still
+        runs before the run ends, so the abort names the store's PC but the
+        instructions after it in that block have executed (a known inexactness).
+        """
+        self._invalid_access = (access, addr, size, self.engine.pc)
 
     def sysreg_read(self, reg: Sysreg) -> int | None:
         """``CNT{V,P}_CTL_EL0`` with a live ``ISTATUS``; Unicorn answers the rest."""
