@@ -74,6 +74,8 @@ class RunState(Enum):
     RUNNING = "running"
     PAUSED = "paused"
     SHUTDOWN = "shutdown"
+    GUEST_PANICKED = "guest-panicked"
+    """A vCPU fault left no CPU running (QEMU's ``guest-panicked``)."""
 
 
 class VirtMachine:
@@ -632,6 +634,21 @@ class VirtMachine:
                 if vcpu.handle is not None:
                     self.backend.power_off(vcpu.handle)
             self.events.emit(ev.VCPU_FAULT, cpu_index=index, message=message)
+            self._check_panicked(index, message)
+
+    def _check_panicked(self, index: int, message: str) -> None:
+        """No CPU left running after a fault: ``guest-panicked`` and ``GUEST_PANICKED``.
+
+        The action is ``pause`` (QEMU's default): the machine keeps its state for
+        inspection; ``vcpuhp run`` decides whether to exit.
+        """
+        if self.run_state is not RunState.RUNNING:
+            return
+        if any(v.state in (VcpuState.ONLINE, VcpuState.ON_PENDING) for v in self.vcpus):
+            return
+        self.run_state = RunState.GUEST_PANICKED
+        self.events.emit(ev.GUEST_PANICKED, action="pause",
+                         info={"type": "vcpu-fault", "cpu-index": index, "message": message})
 
     # -- queries ----------------------------------------------------------------------------------
 

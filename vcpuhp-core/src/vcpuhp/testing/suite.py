@@ -9,6 +9,7 @@ code, the guest is the real bundled one; otherwise the null autopilot plays it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -86,11 +87,28 @@ def test_parked_vcpus_are_possible_minus_realized(
     machine.check_invariants()
 
 
+def _paused_snapshot(machine: VirtMachine) -> bytes:
+    """Pause the machine (so a running guest changes nothing) and return its settled snapshot.
+
+    A vCPU that was waiting for the machine lock when ``stop`` took it still
+    completes that one access; the snapshot is taken once two agree.
+    """
+    machine.stop()
+    snapshot = machine.snapshot_bytes()
+    for _ in range(100):
+        time.sleep(0.01)
+        again = machine.snapshot_bytes()
+        if again == snapshot:
+            break
+        snapshot = again
+    return snapshot
+
+
 def test_device_add_refusals_leave_state_unchanged(
     make_machine: Callable[..., VirtMachine],
 ) -> None:
     machine = make_machine("cpus=2,maxcpus=4", **_guest_cmdline(2))
-    before = machine.snapshot_bytes()
+    before = _paused_snapshot(machine)
     cpu = machine.config.cpu_type
     bad: list[tuple[Callable[[], object], type[Exception], str]] = [
         (lambda: machine.device_add("nosuch-cpu", "c2", **{"core-id": 2}), DeviceError,
