@@ -1,0 +1,69 @@
+"""Where the tool keeps its downloads, images and caches (outside any git checkout).
+
+``$VCPUHP_ARM64HOST_CACHE``, else ``${XDG_CACHE_HOME:-~/.cache}/vcpuhp/arm64host``::
+
+    apt/                     the private apt (config, index, downloaded .debs)
+    pypi/                    wheels from PyPI (qemu.qmp)
+    resolution.json          the last resolved package closure (pins the versions)
+    images/<key>/            one built image: Image, initrd.cpio, manifest.json, l2/
+    pyc/<checkout-hash>/     bytecode of a checkout's sources compiled inside the host
+    build.lock               held while an image is being built
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_cache_root() -> Path:
+    """The cache root for this user (see the module docstring)."""
+    override = os.environ.get("VCPUHP_ARM64HOST_CACHE")
+    if override:
+        return Path(override).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "vcpuhp" / "arm64host"
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    """The paths under one cache root."""
+
+    root: Path
+
+    @property
+    def apt(self) -> Path:
+        """The private apt's directory."""
+        return self.root / "apt"
+
+    @property
+    def pypi(self) -> Path:
+        """Downloaded wheels."""
+        return self.root / "pypi"
+
+    @property
+    def resolution(self) -> Path:
+        """The pinned package closure."""
+        return self.root / "resolution.json"
+
+    @property
+    def images(self) -> Path:
+        """Built images, one directory per cache key."""
+        return self.root / "images"
+
+    @property
+    def lock(self) -> Path:
+        """The build lock file."""
+        return self.root / "build.lock"
+
+    def image(self, key: str) -> Path:
+        """The directory of the image with cache key ``key``."""
+        return self.images / key
+
+    def pyc_for(self, checkout: Path) -> Path:
+        """The bytecode cache of one checkout (keyed by its absolute path)."""
+        digest = hashlib.sha256(str(checkout.resolve()).encode()).hexdigest()[:16]
+        return self.root / "pyc" / digest
