@@ -92,7 +92,7 @@ class ConsoleParser:
     def feed(self, data: bytes) -> Feed:
         """Take the next console bytes."""
         result = Feed()
-        text = self._decoder.decode(data).replace("\r", "")
+        text = self._decoder.decode(data)
         while text:
             newline = text.find("\n")
             if newline < 0:
@@ -107,13 +107,15 @@ class ConsoleParser:
     def finish(self) -> Feed:
         """The end of the stream: an incomplete last line counts as a line."""
         result = Feed()
-        self._line += self._decoder.decode(b"", final=True).replace("\r", "")
+        self._line += self._decoder.decode(b"", final=True)
         if self._line:
             self._complete_line(result)
         return result
 
     def _complete_line(self, result: Feed) -> None:
-        line, passed = self._line, self._passed
+        # The tty writes "\r\n"; a lone "\r" (a progress rewrite) stays in the output.
+        line, passed = self._line.rstrip("\r"), self._passed
+        passed = min(passed, len(line))
         self._line, self._passed = "", 0
         match = self._marker.search(line)
         if match is None:
@@ -135,7 +137,7 @@ class ConsoleParser:
             return
         self._blank_held = False  # the init's newline before a marker is not output
         before = line[:match.start()]
-        if before[passed:]:
+        if before:  # end the command's unterminated last line
             result.output += before[passed:] + "\n"
         if before.strip():
             self.tail.append(before)

@@ -12,7 +12,9 @@ compiled once per machine and never written into the checkout.
 
 from __future__ import annotations
 
+import codecs
 import os
+import selectors
 import shutil
 import subprocess
 import sys
@@ -118,21 +120,30 @@ class Arm64Host:
             raise Arm64HostError("no command given")
         image = self.image(console=output)
         if self.mode is Mode.DIRECT:
-            return self._run_direct(request, image)
+            return self._run_direct(request, image, output)
         ensure_tools([QEMU], self.log)
         return self._run_emulated(request, image, output)
 
-    def _run_direct(self, request: RunRequest, image: HostImage) -> RunResult:
+    def _run_direct(self, request: RunRequest, image: HostImage,
+                    output: TextIO | None) -> RunResult:
         env = {**os.environ, **self.l2_environment(image, guest=False), **request.env}
         start = time.monotonic()
+        proc = subprocess.Popen(list(request.argv), env=env, cwd=_cwd(request),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
         try:
-            done = subprocess.run(list(request.argv), env=env, cwd=request.cwd,
-                                  timeout=request.timeout, check=False)
+            _copy_until_exit(proc, output, start + request.timeout)
         except subprocess.TimeoutExpired as exc:
             raise GuestFailure(f"the command did not finish within {request.timeout:.0f} s; "
                                "killed") from exc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+            assert proc.stdout is not None
+            proc.stdout.close()
         elapsed = time.monotonic() - start
-        return RunResult(exit_status=done.returncode, mode=Mode.DIRECT, boot_seconds=0.0,
+        return RunResult(exit_status=proc.returncode, mode=Mode.DIRECT, boot_seconds=0.0,
                          command_seconds=elapsed, total_seconds=elapsed)
 
     def _run_emulated(self, request: RunRequest, image: HostImage,
@@ -141,7 +152,7 @@ class Arm64Host:
             raise Arm64HostError(f"the command {request.argv[0]!r} contains '=': "
                                  "give a program name or path")
         project = request.project.resolve()
-        cwd = (request.cwd or Path.cwd()).resolve()
+        cwd = _cwd(request)
         if not cwd.is_relative_to(project):
             cwd = project
         run_dir = Path(tempfile.mkdtemp(prefix="arm64host-run-"))
@@ -206,6 +217,37 @@ class Arm64Host:
                                    "QEMU killed") from exc
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _cwd(request: RunRequest) -> Path:
+    cwd = (request.cwd or Path.cwd()).resolve()
+    if not cwd.is_dir():
+        raise Arm64HostError(f"the working directory {cwd} does not exist")
+    return cwd
+
+
+def _copy_until_exit(proc: subprocess.Popen[bytes], output: TextIO | None,
+                     deadline: float) -> None:
+    """Pass ``proc``'s output on until it exits; TimeoutExpired past ``deadline``."""
+    assert proc.stdout is not None
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    fd = proc.stdout.fileno()
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise subprocess.TimeoutExpired(proc.args, 0)
+            if not selector.select(timeout=min(remaining, 1.0)):
+                continue
+            data = os.read(fd, 65536)
+            text = decoder.decode(data, final=not data)
+            if output is not None and text:
+                output.write(text)
+                output.flush()
+            if not data:
+                break
+    proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
 
 
 def _result(run: GuestRun) -> RunResult:
