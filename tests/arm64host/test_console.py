@@ -119,3 +119,11 @@ def test_the_tail_keeps_the_last_lines() -> None:
 def test_crlf_ends_a_line_and_a_lone_carriage_return_is_kept() -> None:
     got = feed_all(ConsoleParser(NONCE), f"{READY}\r\ncollecting ...\rcollected 3\r\n".encode())
     assert got.output == "collecting ...\rcollected 3\n"
+
+
+def test_a_crlf_split_across_chunks_is_one_line_end() -> None:
+    parser = ConsoleParser(NONCE)
+    parser.feed(f"{READY}\r\n".encode())
+    outputs = [parser.feed(chunk).output for chunk in (b"out\r", b"\n\r", b"\n",
+                                                        f"ARM64HOST-{NONCE} EXIT 0\r\n".encode())]
+    assert "".join(outputs) == "out\n"

@@ -157,7 +157,7 @@ class ConsoleParser:
             return
         # Hold back from the first character that could begin the marker token.
         token = self._token
-        hold = len(self._line)
+        hold = len(self._line.rstrip("\r"))  # a trailing "\r" may be half of "\r\n"
         start = self._line.find(token[0], self._passed)
         while start >= 0:
             if token.startswith(self._line[start:start + len(token)]):
