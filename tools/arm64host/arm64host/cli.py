@@ -26,6 +26,8 @@ from arm64host.runner import PROJECT_ROOT, Arm64Host, RunRequest
 #: Exit status of the tool when it could not run the command to its end
 #: (the convention of ``docker run`` and ``git bisect run``).
 TOOL_FAILURE: Final = 125
+#: What ``shell`` runs: busybox sh with the console as its controlling terminal.
+SHELL_COMMAND: Final = ("setsid", "cttyhack", "sh", "-l")
 
 
 def parse_memory(text: str) -> int:
@@ -118,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for key, value in files.items():
                     print(f"{key}={shlex.quote(value)}")
             return 0
-        request = RunRequest(argv=_command(getattr(args, "argv", ["sh", "-l"])),
+        request = RunRequest(argv=_command(getattr(args, "argv", SHELL_COMMAND)),
                              env=parse_env(args.env), cwd=Path.cwd(), cpus=args.cpus,
                              memory_mib=args.memory, timeout=args.timeout,
                              boot_timeout=args.boot_timeout, project=args.project,
