@@ -73,8 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="build the image (if needed) and print where it is")
     build.add_argument("--refresh", action="store_true",
                        help="resolve the packages again against a fresh index")
-    paths = sub.add_parser("paths", help="the image's files and the L2 guest files on this "
-                           "machine (builds first if needed)")
+    paths = sub.add_parser("paths", help="the L2 guest files (Debian arm64 kernel, busybox) "
+                           "on this machine, fetched if needed; no QEMU needed")
     paths.add_argument("--format", choices=["env", "json"], default="env")
     for name, helptext in (("run", "run a command inside; exit with its status"),
                            ("shell", "boot with a shell on this terminal (debugging)")):
@@ -109,11 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(image.directory)
             return 0
         if args.action == "paths":
-            image = host.image(console=sys.stderr)
-            files = {"ARM64HOST_IMAGE_DIR": str(image.directory),
-                     "ARM64HOST_KERNEL": str(image.kernel),
-                     "ARM64HOST_INITRD": str(image.initrd),
-                     **host.l2_environment(image, guest=False)}
+            l2 = host.l2_files()
+            files = {"ARM64HOST_L2_DIR": str(l2.directory),
+                     **host.l2_environment(l2.directory)}
             if args.format == "json":
                 print(json.dumps(files, indent=1))
             else:

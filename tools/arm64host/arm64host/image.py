@@ -46,7 +46,7 @@ from arm64host.qemu import HostShare
 
 #: Bump when the image's contents change in a way the key does not see
 #: (a different pruning rule, a new system file ...).
-RECIPE_VERSION: Final = 1
+RECIPE_VERSION: Final = 2
 SUITE: Final = "trixie"
 ARCH: Final = "arm64"
 #: Unpacked into the root file system with their whole dependency closure.
@@ -125,12 +125,39 @@ def kernel_debs(closure: Sequence[DebFile]) -> list[DebFile]:
 
 
 @dataclass(frozen=True)
+class L2Files:
+    """The files for guests *of* the emulated host: a Debian arm64 kernel and busybox."""
+
+    directory: Path
+
+    @property
+    def vmlinuz(self) -> Path:
+        """The kernel package's ``vmlinuz``, as shipped."""
+        return self.directory / "vmlinuz"
+
+    @property
+    def image(self) -> Path:
+        """The bare arm64 ``Image`` extracted from it."""
+        return self.directory / "Image"
+
+    @property
+    def busybox(self) -> Path:
+        """The static arm64 ``busybox`` of ``busybox-static``."""
+        return self.directory / "busybox"
+
+    def complete(self) -> bool:
+        """Whether all three files are there."""
+        return all(path.is_file() for path in (self.vmlinuz, self.image, self.busybox))
+
+
+@dataclass(frozen=True)
 class HostImage:
     """A built image and what it holds."""
 
     key: str
     directory: Path
     manifest: dict[str, Any]
+    l2: L2Files
 
     @property
     def kernel(self) -> Path:
@@ -141,11 +168,6 @@ class HostImage:
     def initrd(self) -> Path:
         """The initramfs (base archive + bytecode archive)."""
         return self.directory / "initrd.cpio"
-
-    @property
-    def l2(self) -> Path:
-        """The files for guests of the emulated host: ``vmlinuz``, ``Image``, ``busybox``."""
-        return self.directory / "l2"
 
     @property
     def python(self) -> str:
@@ -166,6 +188,18 @@ def image_key(resolution: Resolution, wheels: Sequence[PinnedWheel] = WHEELS) ->
     }
     encoded = json.dumps(material, sort_keys=True).encode()
     return hashlib.sha256(encoded).hexdigest()[:20]
+
+
+def l2_debs(resolution: Resolution) -> list[DebFile]:
+    """The packages the L2 files come from: the kernel's and ``busybox-static``."""
+    return [*resolution.kernel, *(d for d in resolution.userland if d.name == "busybox-static")]
+
+
+def l2_key(resolution: Resolution) -> str:
+    """The cache key of the L2 files of ``resolution``."""
+    material = {"recipe": RECIPE_VERSION,
+                "packages": sorted((d.name, d.version, d.sha256) for d in l2_debs(resolution))}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:20]
 
 
 class ImageBuilder:
@@ -205,7 +239,7 @@ class ImageBuilder:
         """The image for the pinned closures if it is built (no network, no build)."""
         if refresh or not self.layout.resolution.exists():
             return None
-        return _load_image(self.layout.image(image_key(self.resolution())))
+        return self._load(image_key(self.resolution()))
 
     def ensure(self, refresh: bool = False) -> HostImage:
         """The image, built first if this machine has none for the current closures."""
@@ -217,10 +251,72 @@ class ImageBuilder:
             _clean_partial_builds(self.layout)
             resolution = self.resolution(refresh)
             key = image_key(resolution)
-            found = _load_image(self.layout.image(key))
+            found = self._load(key)
             if found is not None:
                 return found
             return self._build(resolution, key)
+
+    def ensure_l2(self, refresh: bool = False) -> L2Files:
+        """The L2 files alone: no QEMU, no image (direct mode, host-side tests)."""
+        if not refresh and self.layout.resolution.exists():
+            files = L2Files(self.layout.l2(l2_key(self.resolution())))
+            if files.complete():
+                return files
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        with _exclusive(self.layout.lock, BUILD_LOCK_TIMEOUT_S, self.log):
+            ensure_tools(BUILD_TOOLS, self.log)
+            resolution = self.resolution(refresh)
+            files = L2Files(self.layout.l2(l2_key(resolution)))
+            if files.complete():
+                return files
+            self.apt.download(l2_debs(resolution))
+            scratch = Path(tempfile.mkdtemp(prefix="l2-", dir=self.layout.root))
+            try:
+                kernel_root = scratch / "kernel-pkg"
+                for deb in resolution.kernel:
+                    rootfs.unpack_deb(self.apt.archives / deb.filename, kernel_root)
+                return self._install_l2(resolution, kernel_root)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _install_l2(self, resolution: Resolution, kernel_root: Path) -> L2Files:
+        """Make the L2 files of ``resolution`` from an unpacked kernel package (lock held)."""
+        files = L2Files(self.layout.l2(l2_key(resolution)))
+        if files.complete():
+            return files
+        vmlinuz, _ = _find_kernel(kernel_root)
+        files.directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{files.directory.name}.partial-",
+                                        dir=files.directory.parent))
+        try:
+            shutil.copyfile(vmlinuz, staging / "vmlinuz")
+            (staging / "Image").write_bytes(kernelimage.extract_image(vmlinuz.read_bytes()))
+            [busybox_deb] = [d for d in l2_debs(resolution) if d.name == "busybox-static"]
+            rootfs.unpack_deb(self.apt.archives / busybox_deb.filename, staging / "pkg")
+            (staging / "pkg" / "usr" / "bin" / "busybox").rename(staging / "busybox")
+            shutil.rmtree(staging / "pkg")
+            (staging / "busybox").chmod(0o755)
+            staging.chmod(0o755)
+            shutil.rmtree(files.directory, ignore_errors=True)
+            staging.rename(files.directory)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return files
+
+    def _load(self, key: str) -> HostImage | None:
+        directory = self.layout.image(key)
+        manifest_path = directory / _MANIFEST
+        if not manifest_path.is_file():
+            return None
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            l2 = L2Files(self.layout.l2(str(manifest["l2_key"])))
+        except (ValueError, KeyError):
+            return None
+        image = HostImage(key=key, directory=directory, manifest=manifest, l2=l2)
+        complete = image.kernel.is_file() and image.initrd.is_file() and l2.complete()
+        return image if complete else None
 
     def _build(self, resolution: Resolution, key: str) -> HostImage:
         ensure_tools([*BUILD_TOOLS, QEMU], self.log)
@@ -245,11 +341,13 @@ class ImageBuilder:
             (staging / _MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
             for scratch in ("rootfs", "kernel-pkg", "base.cpio", "pyc.cpio"):
                 _remove(staging / scratch)
+            staging.chmod(0o755)
+            shutil.rmtree(final, ignore_errors=True)  # an incomplete one, if any
             staging.rename(final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        image = _load_image(final)
+        image = self._load(key)
         assert image is not None
         self.log(f"image {key} built in {time.monotonic() - started:.0f} s: {final}")
         return image
@@ -297,19 +395,13 @@ class ImageBuilder:
         for deb in resolution.kernel:
             rootfs.unpack_deb(self.apt.archives / deb.filename, kernel_root)
         vmlinuz, release = _find_kernel(kernel_root)
-        raw = vmlinuz.read_bytes()
-        image = kernelimage.extract_image(raw)
-        (staging / "Image").write_bytes(image)
+        with vmlinuz.open("rb") as handle:
+            kernel_format = kernelimage.detect_format(handle.read(kernelimage.IMAGE_HEADER_SIZE))
+        l2 = self._install_l2(resolution, kernel_root)
+        _link_or_copy(l2.image, staging / "Image")  # QEMU boots the same bare Image
         modules = ModuleTree(_modules_dir(kernel_root, release)).load_order(KERNEL_MODULES)
         rootfs.install_modules(root, [(m.name, m.elf) for m in modules],
                                guestinit.GUEST_MODULES_DIR)
-
-        l2 = staging / "l2"
-        l2.mkdir()
-        shutil.copyfile(vmlinuz, l2 / "vmlinuz")
-        os.link(staging / "Image", l2 / "Image")  # the same bytes: one file, two names
-        shutil.copyfile(root / "usr" / "bin" / "busybox", l2 / "busybox")
-        (l2 / "busybox").chmod(0o755)
 
         with (staging / "base.cpio").open("wb") as stream:
             writer = CpioWriter(stream)
@@ -320,7 +412,8 @@ class ImageBuilder:
             "suite": resolution.suite,
             "packages": {d.name: d.version for d in [*resolution.userland, *resolution.kernel]},
             "kernel_release": release,
-            "kernel_format": kernelimage.detect_format(raw).value,
+            "l2_key": l2_key(resolution),
+            "kernel_format": kernel_format.value,
             "modules": [m.name for m in modules],
             "python": python,
             "wheels": [path.name for path in wheels],
@@ -384,18 +477,11 @@ def _modules_dir(kernel_root: Path, release: str) -> Path:
     raise BuildError(f"the kernel package has no modules directory for {release}")
 
 
-def _load_image(directory: Path) -> HostImage | None:
-    manifest_path = directory / _MANIFEST
-    if not manifest_path.is_file():
-        return None
+def _link_or_copy(source: Path, target: Path) -> None:
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except ValueError:
-        return None
-    image = HostImage(key=directory.name, directory=directory, manifest=manifest)
-    needed = [image.kernel, image.initrd, *(image.l2 / n for n in ("vmlinuz", "Image",
-                                                                  "busybox"))]
-    return image if all(path.is_file() for path in needed) else None
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _remove(path: Path) -> None:

@@ -5,7 +5,8 @@
     apt/                     the private apt (config, index, downloaded .debs)
     pypi/                    wheels from PyPI (qemu.qmp)
     resolution.json          the last resolved package closure (pins the versions)
-    images/<key>/            one built image: Image, initrd.cpio, manifest.json, l2/
+    images/<key>/            one built image: Image, initrd.cpio, manifest.json
+    l2/<key>/                files for guests of the emulated host: vmlinuz, Image, busybox
     pyc/<checkout-hash>/     bytecode of a checkout's sources compiled inside the host
     build.lock               held while an image is being built
 """
@@ -62,6 +63,10 @@ class CacheLayout:
     def image(self, key: str) -> Path:
         """The directory of the image with cache key ``key``."""
         return self.images / key
+
+    def l2(self, key: str) -> Path:
+        """The directory of the L2 files with cache key ``key``."""
+        return self.root / "l2" / key
 
     def pyc_for(self, checkout: Path) -> Path:
         """The bytecode cache of one checkout (keyed by its absolute path)."""

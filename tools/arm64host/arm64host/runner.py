@@ -38,7 +38,7 @@ from arm64host.guest import (
     kernel_append,
 )
 from arm64host.hosttools import QEMU, ensure_tools, host_machine, kvm_usable
-from arm64host.image import HostImage, ImageBuilder
+from arm64host.image import HostImage, ImageBuilder, L2Files
 from arm64host.layout import CacheLayout, default_cache_root
 from arm64host.mode import Mode, choose_mode
 from arm64host.qemu import DEFAULT_CPUS, DEFAULT_MEMORY_MIB, HostShare, qemu_argv
@@ -105,10 +105,14 @@ class Arm64Host:
         self._builder.console = console
         return self._builder.ensure(refresh)
 
-    def l2_environment(self, image: HostImage, guest: bool) -> dict[str, str]:
-        """``VCPUHP_TEST_*`` for the guest (``guest``) or for this machine."""
-        base = guestinit.GUEST_L2_DIR if guest else str(image.l2)
-        return {name: f"{base}/{filename}" for name, filename in L2_ENV.items()}
+    def l2_files(self, refresh: bool = False) -> L2Files:
+        """The L2 guest files on this machine (fetched if needed; no QEMU involved)."""
+        return self._builder.ensure_l2(refresh)
+
+    @staticmethod
+    def l2_environment(directory: str | Path) -> dict[str, str]:
+        """``VCPUHP_TEST_*`` naming the L2 files in ``directory``."""
+        return {name: f"{directory}/{filename}" for name, filename in L2_ENV.items()}
 
     def run(self, request: RunRequest, output: TextIO | None = sys.stdout) -> RunResult:
         """Run ``request``; the command's output goes to ``output`` as it comes.
@@ -118,15 +122,15 @@ class Arm64Host:
         """
         if not request.argv:
             raise Arm64HostError("no command given")
-        image = self.image(console=output)
         if self.mode is Mode.DIRECT:
-            return self._run_direct(request, image, output)
+            return self._run_direct(request, self.l2_files(), output)
+        image = self.image(console=output)
         ensure_tools([QEMU], self.log)
         return self._run_emulated(request, image, output)
 
-    def _run_direct(self, request: RunRequest, image: HostImage,
+    def _run_direct(self, request: RunRequest, l2: L2Files,
                     output: TextIO | None) -> RunResult:
-        env = {**os.environ, **self.l2_environment(image, guest=False), **request.env}
+        env = {**os.environ, **self.l2_environment(l2.directory), **request.env}
         start = time.monotonic()
         proc = subprocess.Popen(list(request.argv), env=env, cwd=_cwd(request),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -174,7 +178,7 @@ class Arm64Host:
         shares = [
             HostShare(guestinit.RUN_SHARE_TAG, run_dir),
             HostShare("project", project),
-            HostShare("l2", image.l2, readonly=True),
+            HostShare("l2", image.l2.directory, readonly=True),
             HostShare("pyc", pyc_cache),
         ]
         guest_shares = [
@@ -187,7 +191,7 @@ class Arm64Host:
             "PATH": guestinit.GUEST_PATH, "HOME": "/root", "USER": "root", "LANG": "C.UTF-8",
             "TERM": "dumb", "TMPDIR": "/tmp", "VCPUHP_ARM64HOST": "1",
             "PYTHONPYCACHEPREFIX": guestinit.GUEST_PYC_PREFIX,
-            **self.l2_environment(image, guest=True),
+            **self.l2_environment(guestinit.GUEST_L2_DIR),
             **request.env,
         }
         env["PYTHONPATH"] = ":".join(filter(None, [request.env.get("PYTHONPATH"), pythonpath]))
