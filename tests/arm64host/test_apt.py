@@ -9,7 +9,8 @@ import pytest
 
 from arm64host.apt import DebFile, PrivateApt, parse_print_uris
 from arm64host.errors import FetchError
-from arm64host.image import Resolution, image_key, kernel_debs, requested_packages
+from arm64host.image import image_key
+from arm64host.packages import Resolution, kernel_debs, requested_packages
 
 PRINT_URIS = """\
 Reading package lists...

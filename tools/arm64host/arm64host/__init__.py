@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from arm64host.errors import Arm64HostError, GuestFailure
 from arm64host.image import HostImage
+from arm64host.l2files import L2Files
 from arm64host.mode import Mode
 from arm64host.runner import Arm64Host, RunRequest, RunResult
 
-__all__ = ["Arm64Host", "Arm64HostError", "GuestFailure", "HostImage", "Mode", "RunRequest",
-           "RunResult"]
+__all__ = ["Arm64Host", "Arm64HostError", "GuestFailure", "HostImage", "L2Files", "Mode",
+           "RunRequest", "RunResult"]

@@ -20,6 +20,7 @@ from typing import Final
 from arm64host.dists import DEFAULT_DISTS
 from arm64host.errors import Arm64HostError
 from arm64host.guest import DEFAULT_BOOT_TIMEOUT_S, DEFAULT_TIMEOUT_S
+from arm64host.l2files import l2_environment
 from arm64host.qemu import DEFAULT_CPUS, DEFAULT_MEMORY_MIB
 from arm64host.runner import PROJECT_ROOT, Arm64Host, RunRequest
 
@@ -111,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "paths":
             l2 = host.l2_files()
             files = {"ARM64HOST_L2_DIR": str(l2.directory),
-                     **host.l2_environment(l2.directory)}
+                     **l2_environment(l2.directory)}
             if args.format == "json":
                 print(json.dumps(files, indent=1))
             else:

@@ -13,10 +13,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
+
+from arm64host.errors import BuildError
+
+#: How long a build waits for another process's build of the same cache.
+LOCK_TIMEOUT_S: Final = 3600.0
 
 
 def default_cache_root() -> Path:
@@ -72,3 +84,36 @@ class CacheLayout:
         """The bytecode cache of one checkout (keyed by its absolute path)."""
         digest = hashlib.sha256(str(checkout.resolve()).encode()).hexdigest()[:16]
         return self.root / "pyc" / digest
+
+    @contextlib.contextmanager
+    def exclusive(self, log: Callable[[str], None],
+                  timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+        """Hold the cache's build lock (waiting at most ``timeout`` s) and tidy up.
+
+        Whoever holds the lock may change the cache; partial directories left
+        by a process that died while holding it are removed first.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout
+        with self.lock.open("a") as handle:
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() > deadline:
+                        raise BuildError(f"another build held {self.lock} for over "
+                                         f"{timeout:.0f} s") from exc
+                    if not waited:
+                        log(f"waiting for another build to release {self.lock}")
+                        waited = True
+                    time.sleep(1.0)
+            try:
+                for partial in [*self.root.glob("*/*.partial-*"), *self.root.glob("*.partial-*")]:
+                    shutil.rmtree(partial, ignore_errors=True)
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

@@ -38,21 +38,14 @@ from arm64host.guest import (
     kernel_append,
 )
 from arm64host.hosttools import QEMU, ensure_tools, host_machine, kvm_usable
-from arm64host.image import HostImage, ImageBuilder, L2Files
+from arm64host.image import HostImage, ImageBuilder
+from arm64host.l2files import L2Files, l2_environment
 from arm64host.layout import CacheLayout, default_cache_root
 from arm64host.mode import Mode, choose_mode
 from arm64host.qemu import DEFAULT_CPUS, DEFAULT_MEMORY_MIB, HostShare, qemu_argv
 
 #: The project checkout this tool lives in (tools/arm64host/arm64host/runner.py).
 PROJECT_ROOT: Final = Path(__file__).resolve().parents[3]
-#: Environment variables naming the L2 guest files, and their file names in ``l2/``.
-L2_ENV: Final = {
-    "VCPUHP_TEST_KERNEL": "vmlinuz",
-    "VCPUHP_TEST_KERNEL_IMAGE": "Image",
-    "VCPUHP_TEST_BUSYBOX": "busybox",
-}
-
-
 @dataclass(frozen=True)
 class RunRequest:
     """A command to run and the machine to run it on."""
@@ -109,10 +102,6 @@ class Arm64Host:
         """The L2 guest files on this machine (fetched if needed; no QEMU involved)."""
         return self._builder.ensure_l2(refresh)
 
-    @staticmethod
-    def l2_environment(directory: str | Path) -> dict[str, str]:
-        """``VCPUHP_TEST_*`` naming the L2 files in ``directory``."""
-        return {name: f"{directory}/{filename}" for name, filename in L2_ENV.items()}
 
     def run(self, request: RunRequest, output: TextIO | None = sys.stdout) -> RunResult:
         """Run ``request``; the command's output goes to ``output`` as it comes.
@@ -130,7 +119,7 @@ class Arm64Host:
 
     def _run_direct(self, request: RunRequest, l2: L2Files,
                     output: TextIO | None) -> RunResult:
-        env = {**os.environ, **self.l2_environment(l2.directory), **request.env}
+        env = {**os.environ, **l2_environment(l2.directory), **request.env}
         start = time.monotonic()
         proc = subprocess.Popen(list(request.argv), env=env, cwd=_cwd(request),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -191,7 +180,7 @@ class Arm64Host:
             "PATH": guestinit.GUEST_PATH, "HOME": "/root", "USER": "root", "LANG": "C.UTF-8",
             "TERM": "dumb", "TMPDIR": "/tmp", "VCPUHP_ARM64HOST": "1",
             "PYTHONPYCACHEPREFIX": guestinit.GUEST_PYC_PREFIX,
-            **self.l2_environment(guestinit.GUEST_L2_DIR),
+            **l2_environment(guestinit.GUEST_L2_DIR),
             **request.env,
         }
         env["PYTHONPATH"] = ":".join(filter(None, [request.env.get("PYTHONPATH"), pythonpath]))
