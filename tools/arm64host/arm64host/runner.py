@@ -12,14 +12,11 @@ compiled once per machine and never written into the checkout.
 
 from __future__ import annotations
 
-import codecs
 import os
-import selectors
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +24,7 @@ from typing import Final, TextIO
 
 from arm64host import guestinit
 from arm64host.console import new_nonce
+from arm64host.direct import run_directly
 from arm64host.dists import DEFAULT_DISTS, find_dists, write_metadata
 from arm64host.errors import Arm64HostError, GuestFailure
 from arm64host.guest import (
@@ -46,6 +44,8 @@ from arm64host.qemu import DEFAULT_CPUS, DEFAULT_MEMORY_MIB, HostShare, qemu_arg
 
 #: The project checkout this tool lives in (tools/arm64host/arm64host/runner.py).
 PROJECT_ROOT: Final = Path(__file__).resolve().parents[3]
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """A command to run and the machine to run it on."""
@@ -102,7 +102,6 @@ class Arm64Host:
         """The L2 guest files on this machine (fetched if needed; no QEMU involved)."""
         return self._builder.ensure_l2(refresh)
 
-
     def run(self, request: RunRequest, output: TextIO | None = sys.stdout) -> RunResult:
         """Run ``request``; the command's output goes to ``output`` as it comes.
 
@@ -120,24 +119,10 @@ class Arm64Host:
     def _run_direct(self, request: RunRequest, l2: L2Files,
                     output: TextIO | None) -> RunResult:
         env = {**os.environ, **l2_environment(l2.directory), **request.env}
-        start = time.monotonic()
-        proc = subprocess.Popen(list(request.argv), env=env, cwd=_cwd(request),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
-        try:
-            _copy_until_exit(proc, output, start + request.timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise GuestFailure(f"the command did not finish within {request.timeout:.0f} s; "
-                               "killed") from exc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=30)
-            assert proc.stdout is not None
-            proc.stdout.close()
-        elapsed = time.monotonic() - start
-        return RunResult(exit_status=proc.returncode, mode=Mode.DIRECT, boot_seconds=0.0,
-                         command_seconds=elapsed, total_seconds=elapsed)
+        status, seconds = run_directly(request.argv, env, _cwd(request), request.timeout,
+                                       output)
+        return RunResult(exit_status=status, mode=Mode.DIRECT, boot_seconds=0.0,
+                         command_seconds=seconds, total_seconds=seconds)
 
     def _run_emulated(self, request: RunRequest, image: HostImage,
                       output: TextIO | None) -> RunResult:
@@ -217,30 +202,6 @@ def _cwd(request: RunRequest) -> Path:
     if not cwd.is_dir():
         raise Arm64HostError(f"the working directory {cwd} does not exist")
     return cwd
-
-
-def _copy_until_exit(proc: subprocess.Popen[bytes], output: TextIO | None,
-                     deadline: float) -> None:
-    """Pass ``proc``'s output on until it exits; TimeoutExpired past ``deadline``."""
-    assert proc.stdout is not None
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    fd = proc.stdout.fileno()
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise subprocess.TimeoutExpired(proc.args, 0)
-            if not selector.select(timeout=min(remaining, 1.0)):
-                continue
-            data = os.read(fd, 65536)
-            text = decoder.decode(data, final=not data)
-            if output is not None and text:
-                output.write(text)
-                output.flush()
-            if not data:
-                break
-    proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
 
 
 def _result(run: GuestRun) -> RunResult:
