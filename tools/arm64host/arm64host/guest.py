@@ -97,7 +97,7 @@ def _watch(proc: subprocess.Popen[bytes], parser: ConsoleParser, output: TextIO 
     exited: Exited | None = None
     exited_at = 0.0
     failure: str | None = None
-    panic_until: float | None = None
+    stop_at: float | None = None  # set by a failure: when to stop collecting console output
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
         eof = False
@@ -107,8 +107,8 @@ def _watch(proc: subprocess.Popen[bytes], parser: ConsoleParser, output: TextIO 
                                                                                timeout)
             if exited is not None:
                 limit = exited_at + POWEROFF_GRACE_S
-            if panic_until is not None:
-                limit = min(limit, panic_until)
+            if stop_at is not None:
+                limit = min(limit, stop_at)
             if now >= limit:
                 break
             if not selector.select(timeout=min(limit - now, 1.0)):
@@ -126,10 +126,10 @@ def _watch(proc: subprocess.Popen[bytes], parser: ConsoleParser, output: TextIO 
                     exited, exited_at = event, time.monotonic()
                 elif isinstance(event, InitFailed):
                     failure = f"the init failed before the command: {event.reason}"
-                    panic_until = time.monotonic()
-                elif isinstance(event, Panicked) and panic_until is None:
+                    stop_at = time.monotonic()
+                elif isinstance(event, Panicked) and stop_at is None:
                     failure = f"the kernel panicked: {event.line}"
-                    panic_until = time.monotonic() + PANIC_GRACE_S
+                    stop_at = time.monotonic() + PANIC_GRACE_S
     end = time.monotonic()
     tail = list(parser.tail)
     if exited is not None and ready_at is not None:
