@@ -6,8 +6,8 @@
   ``VCPUHP_ARM64HOST_PIPELINE=1`` (``tox -e kvm-arm64`` sets it), since the
   first run downloads ~130 MB and builds for minutes.
 - ``inside/``: runs *in* an arm64 KVM host (the emulated one, or a real one);
-  collected only there. ``tox -e kvm-arm64`` names the directory explicitly,
-  so a host where it would not be collected ends with "no tests ran" (failure).
+  a directory walk enters it only there, and naming it explicitly anywhere
+  else is a usage error (``inside/conftest.py``).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ if str(TOOL_DIR) not in sys.path:
     sys.path.insert(0, str(TOOL_DIR))
 
 from arm64host.hosttools import host_machine, kvm_usable  # noqa: E402
-from arm64host.mode import ARM64_MACHINES  # noqa: E402
+from arm64host.mode import is_arm64_kvm_host  # noqa: E402
 
 
 def on_arm64_kvm_host() -> bool:
     """Whether this process runs on arm64 with a usable /dev/kvm."""
-    return host_machine().lower() in ARM64_MACHINES and kvm_usable()
+    return is_arm64_kvm_host(host_machine(), kvm_usable())
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

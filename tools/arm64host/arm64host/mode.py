@@ -19,13 +19,18 @@ class Mode(enum.Enum):
     DIRECT = "direct"
 
 
+def is_arm64_kvm_host(machine: str, kvm_usable: bool) -> bool:
+    """Whether a host of ``machine`` architecture with that /dev/kvm runs arm64 KVM itself."""
+    return machine.lower() in ARM64_MACHINES and kvm_usable
+
+
 def choose_mode(requested: str, machine: str, kvm_usable: bool) -> Mode:
     """The mode for ``requested`` (``auto``, ``emulated`` or ``direct``) on this host.
 
     ``auto`` runs directly exactly when the machine is arm64 and /dev/kvm is
     usable; ``direct`` on any other host is an error that says why.
     """
-    native = machine.lower() in ARM64_MACHINES and kvm_usable
+    native = is_arm64_kvm_host(machine, kvm_usable)
     if requested == "auto":
         return Mode.DIRECT if native else Mode.EMULATED
     if requested == "emulated":
