@@ -88,8 +88,11 @@ def test_parked_vcpus_are_possible_minus_realized(
 
 def test_device_add_refusals_leave_state_unchanged(
     make_machine: Callable[..., VirtMachine],
+    cooperative_guest: Callable[[VirtMachine, int | None], None],
 ) -> None:
     machine = make_machine("cpus=2,maxcpus=4", **_guest_cmdline(2))
+    cooperative_guest(machine, 2)
+    _wait_online(machine, 2)  # a booting guest changes the state; compare a settled one
     before = machine.snapshot_bytes()
     cpu = machine.config.cpu_type
     bad: list[tuple[Callable[[], object], type[Exception], str]] = [
@@ -112,8 +115,13 @@ def test_device_add_refusals_leave_state_unchanged(
         assert machine.snapshot_bytes() == before
 
 
-def test_unplug_of_cold_booted_cpu_is_refused(make_machine: Callable[..., VirtMachine]) -> None:
+def test_unplug_of_cold_booted_cpu_is_refused(
+    make_machine: Callable[..., VirtMachine],
+    cooperative_guest: Callable[[VirtMachine, int | None], None],
+) -> None:
     machine = make_machine("cpus=2,maxcpus=4", **_guest_cmdline(2))
+    cooperative_guest(machine, 2)
+    _wait_online(machine, 2)
     before = machine.snapshot_bytes()
     with pytest.raises(PolicyRefused, match="enabled at boot"):
         machine.device_del(machine.vcpus[1].qom_path)
