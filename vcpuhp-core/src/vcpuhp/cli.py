@@ -111,7 +111,7 @@ def _print_console(out: TextIO) -> ev.Listener:
         if event.name == ev.CONSOLE:
             print(f"guest| {event.data['line']}", file=out, flush=True)
         elif event.name in (ev.DEVICE_DELETED, ev.DEVICE_UNPLUG_GUEST_ERROR, ev.VCPU_FAULT,
-                            ev.SHUTDOWN):
+                            ev.SHUTDOWN, ev.GUEST_PANICKED):
             data = ", ".join(f"{k}={v}" for k, v in event.data.items() if v is not None)
             print(f"event {event.name} {data}", file=out, flush=True)
     return on_event
@@ -122,7 +122,15 @@ def cmd_run(args: argparse.Namespace, plugins: PluginManager) -> int:
     out = sys.stdout
     machine.events.subscribe(_print_console(out))
     finished = threading.Event()
+    panicked = threading.Event()
     machine.events.subscribe(lambda e: finished.set() if e.name == ev.SHUTDOWN else None)
+
+    def on_panic(event: ev.MachineEvent) -> None:
+        if event.name == ev.GUEST_PANICKED and args.on_crash == "poweroff":
+            panicked.set()
+            finished.set()
+
+    machine.events.subscribe(on_panic)
     servers: list[Any] = []
     machine.realize()
     try:
@@ -153,6 +161,10 @@ def cmd_run(args: argparse.Namespace, plugins: PluginManager) -> int:
         for server in servers:
             server.close()
         machine.shutdown()
+    if panicked.is_set():
+        print("vcpuhp: the guest crashed (GUEST_PANICKED); exiting with status 1 "
+              "(--on-crash=pause keeps the machine)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -228,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="let --qmp tcp: bind a non-loopback address")
     run.add_argument("--qtest", default=None,
                      help="null backend: serve the guest-side test protocol on unix:PATH")
+    run.add_argument("--on-crash", choices=("poweroff", "pause"), default="poweroff",
+                     help="when a vCPU fault leaves no CPU running (GUEST_PANICKED): exit with "
+                          "status 1 (poweroff, default) or keep the machine paused for the "
+                          "monitor/QMP (pause, like QEMU's -no-shutdown)")
     run.add_argument("--monitor", choices=("stdio", "none"), default="stdio",
                      help="monitor on stdin (default) or none (run until QMP quit/SIGTERM)")
     run.set_defaults(func=cmd_run)

@@ -74,6 +74,8 @@ class RunState(Enum):
     RUNNING = "running"
     PAUSED = "paused"
     SHUTDOWN = "shutdown"
+    GUEST_PANICKED = "guest-panicked"
+    """A vCPU fault left no CPU running (QEMU's ``guest-panicked``)."""
 
 
 class VirtMachine:
@@ -101,7 +103,8 @@ class VirtMachine:
         self.irqchip: InterruptController = self._make_irqchip()
         self.ged = AcpiGed(lambda: self.irqchip.set_spi(memmap.ACPI_GED_SPI), self._guest_error)
         self.cpu_hotplug = CpuHotplugRegisters(self.vcpus, self)
-        self.uart = Pl011(self._console_line)
+        self.uart = Pl011(self._console_line,
+                          raise_line=lambda level: self.irqchip.set_spi(memmap.UART_SPI, level))
         self.bus = MmioBus(self.irqchip)
         self.bus.add(memmap.CPU_HOTPLUG, self.cpu_hotplug)
         self.bus.add(memmap.ACPI_GED, self.ged)
@@ -605,6 +608,17 @@ class VirtMachine:
         if self.gic.irq_pending(index):
             self.events.emit(ev.INTERRUPT, cpu_index=index)
 
+    def console_input(self, data: bytes | str) -> int:
+        """Type ``data`` at the guest's console (the PL011's receive side).
+
+        Returns how many bytes were taken; input beyond the UART's bounded
+        queue is refused rather than buffered without limit.
+        """
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        with self._lock:
+            self._require_running("type at the console")
+            return self.uart.receive(raw)
+
     def _console_line(self, line: str) -> None:
         self.console.append(line)
         self.events.emit(ev.CONSOLE, line=line)
@@ -620,6 +634,21 @@ class VirtMachine:
                 if vcpu.handle is not None:
                     self.backend.power_off(vcpu.handle)
             self.events.emit(ev.VCPU_FAULT, cpu_index=index, message=message)
+            self._check_panicked(index, message)
+
+    def _check_panicked(self, index: int, message: str) -> None:
+        """No CPU left running after a fault: ``guest-panicked`` and ``GUEST_PANICKED``.
+
+        The action is ``pause`` (QEMU's default): the machine keeps its state for
+        inspection; ``vcpuhp run`` decides whether to exit.
+        """
+        if self.run_state is not RunState.RUNNING:
+            return
+        if any(v.state in (VcpuState.ONLINE, VcpuState.ON_PENDING) for v in self.vcpus):
+            return
+        self.run_state = RunState.GUEST_PANICKED
+        self.events.emit(ev.GUEST_PANICKED, action="pause",
+                         info={"type": "vcpu-fault", "cpu-index": index, "message": message})
 
     # -- queries ----------------------------------------------------------------------------------
 
