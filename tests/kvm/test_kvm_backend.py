@@ -188,3 +188,37 @@ def test_an_access_where_nothing_is_mapped_aborts_in_the_guest_and_the_machine_g
     machine.device_add("host-arm-cpu", "core1", **{"core-id": 1})
     assert machine.cpu_masks().enabled == {0, 1}
     machine.check_invariants()
+
+
+SYSTEM_OFF_GUEST = [
+    0xD2800100,  # 0x00 movz x0, #0x8
+    0xF2B08000,  # 0x04 movk x0, #0x8400, lsl #16    x0 = PSCI SYSTEM_OFF
+    0xD4000002,  # 0x08 hvc #0
+    0xD2A12002,  # 0x0c movz x2, #0x0900, lsl #16    only if the vCPU ran on: print "X"
+    0x52800B01,  # 0x10 movz w1, #'X'
+    0x39000041,  # 0x14 strb w1, [x2]
+    0x52800141,  # 0x18 movz w1, #'\n'
+    0x39000041,  # 0x1c strb w1, [x2]
+    0x14000000,  # 0x20 b .
+]
+
+
+def test_a_guest_system_off_leaves_its_vcpu_idle_not_running(
+    kvm_machine: MakeMachine, tmp_path: Path,
+) -> None:
+    image = tmp_path / "system-off.bin"
+    image.write_bytes(struct.pack(f"<{len(SYSTEM_OFF_GUEST)}I", *SYSTEM_OFF_GUEST))
+    machine = kvm_machine("cpus=2,maxcpus=2", kernel=image, realize=False)
+    with machine.events.recorder() as recorder:
+        machine.realize()
+        shutdown = recorder.wait_for(ev.SHUTDOWN, timeout=SETTLE)
+    assert shutdown.data == {"guest": True, "reason": "guest-shutdown"}
+    assert machine.run_state is RunState.SHUTDOWN
+    backend = machine.backend
+    assert isinstance(backend, KvmBackend)
+    boot = backend.vcpus[0]
+    assert boot.wait_until_stopped(SETTLE), "CPU 0 is still in KVM_RUN"
+    assert boot.thread_alive  # idle, waiting for a CPU_ON that will not come
+    time.sleep(0.2)
+    assert "X" not in machine.console
+    assert machine.backend_stats()["total_exits"]["hypercall"] == 1
