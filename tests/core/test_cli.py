@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from vcpuhp.cli import main
+from vcpuhp.plugins import KNOWN_BACKENDS, PluginManager
 
 
 def _vcpuhp(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -20,7 +21,11 @@ def test_unknown_accel_names_installed_backends_and_install_hints() -> None:
     assert result.returncode == 2
     assert "No vcpuhp backend named 'nosuch'. Installed backends: " in result.stderr
     assert "null" in result.stderr
-    assert "pip install vcpuhp-kvm" in result.stderr
+    installed = PluginManager().backends.names()
+    missing = {name: dist for name, dist in KNOWN_BACKENDS.items() if name not in installed}
+    for name, dist in missing.items():
+        assert f"{name}: pip install {dist}" in result.stderr
+    assert ("Known backends you can install" in result.stderr) == bool(missing)
 
 
 def test_bad_smp_is_a_clear_error() -> None:

@@ -378,3 +378,40 @@ def test_an_spi_beyond_the_vgics_irqs_is_refused(machine: Callable[..., Machine]
     with pytest.raises(KvmError) as beyond:
         built.vm.set_spi(NUM_IRQS, True)
     assert beyond.value.errno == errno.EINVAL
+
+
+PL011_STORE_OFFSET = 0x28
+"""``PSCI_UART_PROGRAM`` from here: x2 = PL011, ``strb`` 'A' (a ``KVM_EXIT_MMIO`` store)."""
+
+
+def reset_after_an_unserved_store(built: Machine, *, abandon: bool) -> VcpuExit:
+    """Leave a PL011 store unserved, reset the vCPU as for a CPU_ON, run ``SYSTEM_OFF_PROGRAM``."""
+    boot = built.vcpus[0]
+    assert built.init is not None
+    built.load(PSCI_UART_PROGRAM)
+    built.load(SYSTEM_OFF_PROGRAM, ENTRY + 0x100)
+    built.start(boot, ENTRY + PL011_STORE_OFFSET)
+    assert run_until_exit(boot) == MmioWrite(memmap.UART.base, 1, ord("A"))
+    if abandon:
+        boot.abandon_exit()
+    boot.init(built.init)
+    built.start(boot, ENTRY + 0x100)
+    return run_until_exit(boot)
+
+
+def test_kvm_finishes_an_unserved_mmio_exit_after_a_reset_and_skips_the_first_instruction(
+    machine: Callable[..., Machine],
+) -> None:
+    # KVM_ARM_VCPU_INIT keeps the pending MMIO completion: the next KVM_RUN steps the
+    # new PC past `movz x0, #8`, so x0 = 0x84000000 (PSCI_VERSION), not SYSTEM_OFF
+    exit_ = reset_after_an_unserved_store(machine(1), abandon=False)
+    assert isinstance(exit_, Hypercall)
+    assert exit_.nr == SYSTEM_OFF & ~0xFF
+
+
+def test_an_abandoned_exit_lets_the_reset_vcpu_start_at_its_first_instruction(
+    machine: Callable[..., Machine],
+) -> None:
+    exit_ = reset_after_an_unserved_store(machine(1), abandon=True)
+    assert isinstance(exit_, Hypercall)
+    assert exit_.nr == SYSTEM_OFF

@@ -54,7 +54,8 @@ def _machine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accel", default=None,
                         help="backend NAME[,opt=value...] (default: tcg-unicorn if usable, "
                              "else null); see 'vcpuhp backends'")
-    parser.add_argument("--cpu", default="max", choices=CPU_MODELS, help="CPU model")
+    parser.add_argument("--cpu", default=None, choices=CPU_MODELS,
+                        help="CPU model (default: the backend's preferred one, else max)")
     parser.add_argument("-m", "--memory", default="256M", help="RAM size (e.g. 256M, 1G)")
     parser.add_argument("--kernel", type=Path, default=None,
                         help="arm64 Linux Image (booted with ACPI), or an ELF or raw guest "
@@ -69,8 +70,9 @@ def _machine_args(parser: argparse.ArgumentParser) -> None:
 
 def _build_machine(args: argparse.Namespace, plugins: PluginManager) -> VirtMachine:
     accel, options = _parse_accel(args.accel or default_accel(plugins))
+    cpu = args.cpu or plugins.backends.preferred_cpu_model(accel)
     config = MachineConfig.build(
-        args.smp, cpu=args.cpu, accel=accel, memory=args.memory, kernel=args.kernel,
+        args.smp, cpu=cpu, accel=accel, memory=args.memory, kernel=args.kernel,
         initrd=args.initrd, guest_cmdline=args.append if args.append is not None else "maxcpus=2",
         allow_cold_unplug=args.allow_cold_unplug, backend_options=options,
     )

@@ -132,7 +132,7 @@ def test_device_add_refusals_leave_state_unchanged(
 
 def test_unplug_of_cold_booted_cpu_is_refused(make_machine: Callable[..., VirtMachine]) -> None:
     machine = make_machine("cpus=2,maxcpus=4", **_guest_cmdline(2))
-    before = machine.snapshot_bytes()
+    before = _paused_snapshot(machine)
     with pytest.raises(PolicyRefused, match="enabled at boot"):
         machine.device_del(machine.vcpus[1].qom_path)
     assert machine.snapshot_bytes() == before
