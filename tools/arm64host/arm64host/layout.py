@@ -6,7 +6,7 @@
     pypi/                    wheels from PyPI (qemu.qmp, fdt)
     resolution.json          the last resolved package closure (pins the versions)
     images/<key>/            one built image: Image, initrd.cpio, manifest.json
-    l2/<key>/                files for guests of the emulated host: vmlinuz, Image, busybox
+    l2/<key>/                guests' files: vmlinuz, Image, busybox, evdev.ko
     pyc/<checkout-hash>/     bytecode of a checkout's sources compiled inside the host
     build.lock               held while an image is being built
 """
