@@ -21,14 +21,15 @@ from typing import Any, Final
 import pytest
 from linux_testlib import (
     APPEND,
-    BOOT_TIMEOUT,
     CONSOLE_LOGS,
     STEP_TIMEOUT,
     LinuxFiles,
+    boot_timeout,
     masks,
 )
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
+from vcpuhp.masks import CpuMasks
 from vcpuhp.testing.linux_userland import UserlandConsole
 
 SMP: Final = "cpus=4,maxcpus=16"
@@ -43,6 +44,8 @@ class RunProcess:
         self._dir = tempfile.TemporaryDirectory(prefix="vlrun")
         self.qmp_path = os.path.join(self._dir.name, "qmp.sock")
         self.cpu_type = f"{cpu}-arm-cpu"
+        self.boot_timeout = boot_timeout(backend)
+        self._boot: CpuMasks | BaseException | None = None
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("w")
         CONSOLE_LOGS.append(log_path)
@@ -67,8 +70,19 @@ class RunProcess:
                 self.console.feed(line[len(GUEST_PREFIX):])
         self.console.stopped(f"vcpuhp run exited with status {self.process.wait()}")
 
+    def wait_ready(self) -> CpuMasks:
+        """The masks at ``userland ready``; a boot that failed fails every later call at once."""
+        if self._boot is None:
+            try:
+                self._boot = self.console.wait_ready(self.boot_timeout)
+            except Exception as exc:
+                self._boot = exc
+        if isinstance(self._boot, BaseException):
+            raise RuntimeError(f"vcpuhp run's Linux failed to boot: {self._boot}")
+        return self._boot
+
     def qmp(self) -> QEMUMonitorProtocol:
-        deadline = time.monotonic() + BOOT_TIMEOUT
+        deadline = time.monotonic() + self.boot_timeout
         while not os.path.exists(self.qmp_path):
             assert self.process.poll() is None, "\n".join(self.output[-20:])
             assert time.monotonic() < deadline, "the QMP socket never appeared"
@@ -114,7 +128,7 @@ def pull_event(client: QEMUMonitorProtocol, name: str) -> dict[str, Any]:
 def test_a_burst_of_device_add_before_linux_scans_enables_every_cpu(
     linux_run: RunProcess,
 ) -> None:
-    assert linux_run.console.wait_ready(BOOT_TIMEOUT) == masks(
+    assert linux_run.wait_ready() == masks(
         "possible 0-15 present 0-15 enabled 0-3 online 0-1")
     client = linux_run.qmp()
     client.cmd("stop")  # no vCPU runs: Linux cannot scan between the plugs
@@ -133,7 +147,7 @@ def test_a_burst_of_device_add_before_linux_scans_enables_every_cpu(
 def test_system_powerdown_powers_linux_off_and_vcpuhp_run_exits_0(
     linux_run: RunProcess,
 ) -> None:
-    linux_run.console.wait_ready(BOOT_TIMEOUT)
+    linux_run.wait_ready()
     client = linux_run.qmp()
     client.cmd("system_powerdown")
     shutdown = pull_event(client, "SHUTDOWN")
