@@ -52,6 +52,9 @@ class PinnedWheel:
 WHEELS: Final = (
     PinnedWheel("qemu.qmp", "0.0.6",
                 "5d7c5af0e9de427696e3bf72e333965c3a697929f77f6b7ddc30c989fc7b539b"),
+    # vcpuhp-core's device tree encoder (vcpuhp.boot.devicetree) for the direct Linux boot
+    PinnedWheel("fdt", "0.3.3",
+                "6b2fae2e8dfa38e9b0f9666aa001dd25be74e893d293a8d60001438f732e9e47"),
 )
 
 
