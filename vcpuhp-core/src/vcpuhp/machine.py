@@ -90,7 +90,9 @@ class VirtMachine:
         plugins: PluginManager | None = None,
     ) -> None:
         self.config = config
-        self.plugins = plugins if plugins is not None else PluginManager()
+        self.plugins = (plugins if plugins is not None
+                        else PluginManager(settings=config.plugins))
+        self.plugins.check()  # fail closed: never run without a plugin that failed to load
         self.backend = backend if backend is not None else self.plugins.backends.create(
             config.accel, dict(config.backend_options)
         )
