@@ -176,7 +176,19 @@ class VirtMachine:
         return self.run_state is RunState.SHUTDOWN
 
     def realize(self) -> None:
-        """Create every vCPU, size the GIC, park, build the boot state, start the boot CPU."""
+        """Create every vCPU, size the GIC, park, build the boot state, start the boot CPU.
+
+        A realize that fails releases everything it made (vCPUs, RAM, the event
+        thread) and leaves the machine in ``prelaunch``, to be realized again.
+        """
+        try:
+            self._realize_machine()
+        except BaseException:
+            if self.run_state is RunState.PRELAUNCH:
+                self.events.close()  # outside the lock: a listener may be waiting for it
+            raise
+
+    def _realize_machine(self) -> None:
         with self._lock:
             self._require_unused("realize")
             if self.run_state is not RunState.PRELAUNCH:
@@ -216,6 +228,7 @@ class VirtMachine:
                     self.calls.unrealize_vcpu(handle)
                 handle.realized = False
             vcpu.state, vcpu.handle = VcpuState.UNPLUGGED, None
+            vcpu.entry_point = vcpu.context_id = 0
             self.irqchip.set_accessible(vcpu.slot.index, False)
         self.parked = ParkedVcpus()
         with contextlib.suppress(VcpuhpError):
