@@ -238,7 +238,10 @@ class AcceleratorBackend(ABC):
 
     @abstractmethod
     def create_vcpu(self, slot: CpuSlot) -> BackendVcpu:
-        """Create the accelerator vCPU of ``slot`` (no host thread yet); its ``slot`` is ``slot``."""
+        """Create the accelerator vCPU of ``slot`` (no host thread yet).
+
+        The returned object's ``slot`` is ``slot``.
+        """
 
     @abstractmethod
     def realize_vcpu(self, vcpu: BackendVcpu) -> None:

@@ -49,7 +49,7 @@ class PluginSettings:
     @classmethod
     def only(cls, *names: str, **options: Mapping[str, str]) -> PluginSettings:
         """Load no plugin but ``names`` (and those given options by keyword)."""
-        enable = {name: {} for name in names}
+        enable: dict[str, dict[str, str]] = {name: {} for name in names}
         enable.update({name.replace("_", "-"): dict(opts) for name, opts in options.items()})
         return cls(autoload=False, enable=enable)
 

@@ -471,7 +471,8 @@ def _instantiate(name: str, loaded: object, options: Mapping[str, str]) -> objec
                 raise PluginError(
                     f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(takes))}"
                 )
-        return loaded(options)
+        factory: Any = loaded
+        return factory(options)
     if options:
         raise PluginError(
             f"takes no options (it is a module or object, not a class), but got "

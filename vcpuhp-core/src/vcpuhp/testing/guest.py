@@ -136,10 +136,21 @@ class ScriptedGuest:
     def wait_online(self, index: int, timeout: float | None = None) -> None:
         """Wait until CPU ``index`` runs; :class:`GuestTimeout` quoting the
         ``vcpu_started`` rule if it does not."""
+        self._wait_start(index, timeout, until_online=True)
+
+    def wait_started(self, index: int, timeout: float | None = None) -> bool:
+        """What a guest does after ``CPU_ON``: wait while CPU ``index`` is still on its
+        way up; whether it came online (``False``: something powered it off meanwhile,
+        such as a reset). :class:`GuestTimeout` if it never leaves ``on-pending``."""
+        return self._wait_start(index, timeout, until_online=False)
+
+    def _wait_start(self, index: int, timeout: float | None, until_online: bool) -> bool:
         limit = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         vcpu = self.machine.vcpus[index]
         while vcpu.state is not VcpuState.ONLINE:
+            if not until_online and vcpu.state is not VcpuState.ON_PENDING:
+                return False
             if time.monotonic() > deadline:
                 raise GuestTimeout(
                     f"CPU {index} is {vcpu.state.value} {limit:.1f}s after power_on "
@@ -148,6 +159,7 @@ class ScriptedGuest:
             if self.machine.is_shut_down:
                 raise GuestTimeout(f"machine shut down while waiting for CPU {index}")
             time.sleep(_POLL)
+        return True
 
     # -- the CPU hotplug register block ---------------------------------------------------
 
@@ -238,11 +250,8 @@ class ScriptedGuest:
         for event in found:
             vcpu = self.machine.vcpus[event.index]
             if event.kind == "insert":
-                result = self.cpu_on(event.index)
-                if result == 0:
-                    self.wait_online(event.index)
-                self.ost(event.index, OST_DEVICE_CHECK,
-                         OST_SUCCESS if result == 0 else OST_FAILURE)
+                started = self.cpu_on(event.index) == 0 and self.wait_started(event.index)
+                self.ost(event.index, OST_DEVICE_CHECK, OST_SUCCESS if started else OST_FAILURE)
             else:
                 if vcpu.online:
                     self.cpu_off(event.index)
@@ -255,7 +264,8 @@ class ScriptedGuest:
     def boot(self, maxcpus: int | None = None) -> None:
         """Online the cold-booted CPUs up to ``maxcpus`` (the guest's ``maxcpus=``),
         once the boot CPU runs."""
-        self.wait_online(self.boot_cpu)
+        if not self.wait_started(self.boot_cpu):
+            return  # reset again meanwhile: the next boot does it
         limit = len(self.machine.topology.cold_booted) if maxcpus is None else maxcpus
         online = 1
         for slot in self.machine.topology.cold_booted:
@@ -264,7 +274,7 @@ class ScriptedGuest:
             if online >= limit:
                 break
             if self.cpu_on(slot.index) == 0:
-                self.wait_online(slot.index)
+                self.wait_started(slot.index)
             online += 1
 
 

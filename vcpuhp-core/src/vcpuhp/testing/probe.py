@@ -170,11 +170,11 @@ def probed(cls: type[_B]) -> type[_B]:
     }
     original_init = cls.__init__
 
-    def __init__(self: Any, options: Mapping[str, str] | None = None) -> None:
+    def init(self: Any, options: Mapping[str, str] | None = None) -> None:
         self.vcpuhp_probe = ContractProbe()
         original_init(self, options)
 
-    namespace["__init__"] = __init__
+    namespace["__init__"] = init
     namespace["__module__"] = cls.__module__
     namespace["__qualname__"] = f"Probed{cls.__qualname__}"
     return type(f"Probed{cls.__name__}", (cls,), namespace)

@@ -109,7 +109,7 @@ class Rig:
             return False
         magic, _version, _possible, state = struct.unpack(
             "<IIII", memory.read(memmap.GUEST_STATUS_ADDR, 16))
-        return magic == BUNDLED_GUEST_MAGIC and state == BUNDLED_GUEST_IDLE
+        return bool(magic == BUNDLED_GUEST_MAGIC and state == BUNDLED_GUEST_IDLE)
 
     def close(self) -> None:
         """Stop the cooperative guest and shut the machine down (unless poisoned)."""

@@ -11,18 +11,20 @@ realize failed, a close after a failed realize, a second realize).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from vcpuhp.backend import rule
+from vcpuhp.config import MachineConfig
 from vcpuhp.errors import BackendCallError, BackendError, ContractViolation
 from vcpuhp.machine import RunState
+from vcpuhp.plugins import PluginManager
 from vcpuhp.psci import PsciReturn
 from vcpuhp.testing.guest import quiet_guest_image
-from vcpuhp.testing.probe import ProbedMachine, probe_of
+from vcpuhp.testing.probe import ProbedMachine, probe_of, probed
 from vcpuhp.testing.pytest_plugin import BackendUnderTest
 from vcpuhp.testing.resources import Resources, settle_leaks
 from vcpuhp.testing.rig import Rig
@@ -80,28 +82,27 @@ class TestFailureInjection:
         problems = settle_leaks(before_machine, None)
         assert not problems, f"after a failed realize: {'; '.join(problems)}"
         machine.realize()
-        assert machine.run_state is RunState.RUNNING
+        assert machine.query_status()["status"] == "running"
         machine.check_invariants()
 
     @pytest.mark.requires("in_kernel_irqchip")
     def test_a_failure_of_create_irqchip_stops_construction(
-        self, vcpuhp_machine: Callable[..., ProbedMachine], vcpuhp_backend: BackendUnderTest,
-        monkeypatch: pytest.MonkeyPatch,
+        self, vcpuhp_backend: BackendUnderTest,
+        vcpuhp_plugin_manager: Callable[[], PluginManager],
     ) -> None:
-        from vcpuhp.testing.probe import probed
-
-        cls = probed(vcpuhp_backend.cls)
-        original = cls.__init__
-
-        def arming_init(self: object, options: object = None) -> None:
-            original(self, options)  # type: ignore[arg-type]
-            probe_of(self).arm("create_irqchip",  # type: ignore[arg-type]
-                               lambda: _injected("create_irqchip"))
-
-        monkeypatch.setattr(cls, "__init__", arming_init)
-        with pytest.raises(BackendCallError) as info:
-            vcpuhp_machine("cpus=1,maxcpus=2")
-        _check_names(info.value, "create_irqchip")
+        before = Resources.measure()
+        backend = probed(vcpuhp_backend.cls)(dict(vcpuhp_backend.options))
+        probe_of(backend).arm("create_irqchip", lambda: _injected("create_irqchip"))
+        config = MachineConfig.build("cpus=1,maxcpus=2", accel=vcpuhp_backend.name,
+                                     backend_options=dict(vcpuhp_backend.options))
+        try:
+            with pytest.raises(BackendCallError) as info:
+                ProbedMachine(config, backend=backend,
+                              plugins=vcpuhp_plugin_manager()).shutdown()
+            _check_names(info.value, "create_irqchip")
+        finally:
+            backend.close()
+        assert not settle_leaks(before, None)
 
     @pytest.mark.requires(parks_vcpus=False)
     def test_a_failed_create_vcpu_refuses_the_plug(self, vcpuhp_rig: RigFactory) -> None:

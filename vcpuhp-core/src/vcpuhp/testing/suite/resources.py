@@ -5,9 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from numbers import Number
 
-
-
-
 from vcpuhp.backend import CUMULATIVE_STATS_PREFIXES, rule
 from vcpuhp.testing.resources import Resources, settle_leaks
 from vcpuhp.testing.rig import NON_BLOCKING_BOUND, Rig
