@@ -1,7 +1,7 @@
 """Plugin loading and backend discovery.
 
 Backends are found by name in the ``vcpuhp.backends`` entry-point group
-(read with stevedore) and through the ``vcpuhp_register_backends`` hook. A
+and through the ``vcpuhp_register_backends`` hook. A
 backend that fails to load is recorded and reported when it is asked for
 (and by ``vcpuhp backends``); the others still work.
 
@@ -37,7 +37,6 @@ from importlib import metadata
 from typing import Any, Final
 
 import pluggy
-from stevedore import ExtensionManager
 
 from vcpuhp import hookspec
 from vcpuhp.backend import AcceleratorBackend, Viability
@@ -66,7 +65,13 @@ class LoadFailure:
     name: str
     error: str
     origin: str = ""
-    """Where it comes from: ``entry point NAME = VALUE (distribution D V)``."""
+    """Where it comes from: ``entry point NAME = VALUE in distribution D V``."""
+    hint: str = ""
+    """What the user can do about it (default: how to disable the plugin)."""
+
+    def advice(self) -> str:
+        """:attr:`hint`, or how to disable the plugin."""
+        return self.hint or disable_hint(self.name)
 
 
 @dataclass(frozen=True)
@@ -284,7 +289,7 @@ class PluginManager:
         for failure in failures:
             origin = f" ({failure.origin})" if failure.origin else ""
             lines.append(f"  plugin {failure.name!r}{origin}: {failure.error}; "
-                         f"{disable_hint(failure.name)}")
+                         f"{failure.advice()}")
         raise PluginError("\n".join(lines))
 
     def infos(self) -> list[PluginInfo]:
@@ -311,8 +316,8 @@ class PluginManager:
 
     # -- loading ------------------------------------------------------------------------
 
-    def _fail(self, name: str, error: str, origin: str = "") -> None:
-        self.failures.append(LoadFailure(PLUGIN_GROUP, name, error, origin))
+    def _fail(self, name: str, error: str, origin: str = "", hint: str = "") -> None:
+        self.failures.append(LoadFailure(PLUGIN_GROUP, name, error, origin, hint))
 
     def _register_object(self, plugin: object, name: str | None = None) -> str:
         try:
@@ -341,13 +346,15 @@ class PluginManager:
                 self._infos[name] = _with(base, status=status)
                 continue
             self._load_one(entry_point, base, origin)
+        names = ", ".join(sorted(installed)) or "none"
+        fix = ("check the name, or install the plugin (plugins register in the "
+               f"{PLUGIN_GROUP!r} entry-point group)")
         for name in sorted(set(settings.enable) - set(installed)):
-            self._fail(name, f"no plugin named {name!r} is installed "
-                             f"(installed: {', '.join(sorted(installed)) or 'none'}; plugins "
-                             f"register in the {PLUGIN_GROUP!r} entry-point group)")
+            self._fail(name, f"no plugin named {name!r} is installed (installed: {names})",
+                       hint=fix)
         for name in sorted(settings.disable - set(installed)):
             self._fail(name, f"cannot disable {name!r}: no plugin of that name is installed "
-                             f"(installed: {', '.join(sorted(installed)) or 'none'})")
+                             f"(installed: {names})", hint=fix)
 
     def _load_one(self, entry_point: metadata.EntryPoint, base: PluginInfo, origin: str) -> None:
         name = entry_point.name
@@ -401,32 +408,33 @@ class PluginManager:
             self._fail(plugin_name, error, self._origins.get(plugin_name, ""))
 
     def _load_backends(self) -> None:
-        manager = ExtensionManager(
-            namespace=BACKEND_GROUP, invoke_on_load=False,
-            on_load_failure_callback=self._record(BACKEND_GROUP),
-        )
-        for extension in manager:
-            backend = extension.plugin
+        seen: set[str] = set()
+        for entry_point in metadata.entry_points(group=BACKEND_GROUP):
+            name = entry_point.name
+            if name in seen:
+                continue  # the first one on sys.path wins, as for imports
+            seen.add(name)
+            origin = f"entry point {name} = {entry_point.value}"
+            try:
+                backend = entry_point.load()
+            except Exception as exc:
+                _log.warning("backend %r failed to import", name, exc_info=True)
+                self.failures.append(LoadFailure(BACKEND_GROUP, name,
+                                                 f"{type(exc).__name__}: {exc}", origin))
+                continue
             declared = getattr(backend, "name", None)
-            if declared != extension.name:
+            if declared != name:
                 self.failures.append(LoadFailure(
-                    BACKEND_GROUP, extension.name,
-                    f"entry point {extension.name!r} names {extension.entry_point.value}, whose "
-                    f"name is {declared!r}: the entry-point name and the backend's name must "
-                    "be the same",
+                    BACKEND_GROUP, name,
+                    f"entry point {name!r} names {entry_point.value}, whose name is "
+                    f"{declared!r}: the entry-point name and the backend's name must be the "
+                    "same", origin,
                 ))
                 continue
             try:
                 self.backends.add(backend)
             except ValueError as exc:
-                self.failures.append(LoadFailure(BACKEND_GROUP, extension.name, str(exc)))
-
-    def _record(self, group: str) -> Any:
-        def on_failure(_manager: Any, entry_point: Any, exc: BaseException) -> None:
-            error = f"{type(exc).__name__}: {exc}"
-            self.failures.append(LoadFailure(group, entry_point.name, error))
-
-        return on_failure
+                self.failures.append(LoadFailure(BACKEND_GROUP, name, str(exc), origin))
 
     def _register_hook_backends(self) -> None:
         """Call every ``vcpuhp_register_backends`` implementation on its own, so one
