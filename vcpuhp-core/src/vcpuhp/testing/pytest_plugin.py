@@ -124,7 +124,8 @@ def _resolve_backend(config: pytest.Config) -> BackendUnderTest:
     name, options = _parse_backend(str(text))
     try:
         cls = discovery.backends.get(name)
-        discovery.backends.create(name, options)  # viability and options, as a user gets them
+        # Viability and options, checked as a user's --accel is:
+        discovery.backends.create(name, options).close()
     except VcpuhpError as exc:
         raise pytest.UsageError(f"--vcpuhp-backend={text}: {exc}") from None
     return BackendUnderTest(name, cls, options)

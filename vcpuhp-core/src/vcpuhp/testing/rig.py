@@ -22,7 +22,6 @@ from typing import Any, Final, Literal
 from vcpuhp import events as ev
 from vcpuhp import memmap
 from vcpuhp.backend import rule
-from vcpuhp.machine import VirtMachine
 from vcpuhp.testing.guest import CooperativeGuest, ScriptedGuest
 from vcpuhp.testing.probe import ContractProbe, ProbedMachine
 from vcpuhp.vcpu import Vcpu, VcpuState
@@ -55,7 +54,7 @@ class Timeouts:
     @property
     def settle(self) -> float:
         """Longest wait for something the machine or guest must do."""
-        return 3.0 if self.gap else 30.0 * self.scale
+        return (3.0 if self.gap else 30.0) * self.scale
 
     @property
     def quiet(self) -> float:
@@ -216,9 +215,4 @@ def run_bounded(fn: Callable[[], Any], timeout: float) -> tuple[bool, BaseExcept
     return (not thread.is_alive(), errors[0] if errors else None)
 
 
-def machine_of(rig_or_machine: Rig | VirtMachine) -> VirtMachine:
-    """The machine of a rig (or the machine itself)."""
-    return rig_or_machine.machine if isinstance(rig_or_machine, Rig) else rig_or_machine
-
-
-__all__ = ["NON_BLOCKING_BOUND", "GuestKind", "Rig", "Timeouts", "machine_of", "run_bounded"]
+__all__ = ["NON_BLOCKING_BOUND", "GuestKind", "Rig", "Timeouts", "run_bounded"]
