@@ -82,7 +82,7 @@ def test_a_backend_error_names_backend_method_and_cpu() -> None:
 def test_a_config_error_passes_through_unchanged() -> None:
     machine = _machine(ConfigError("no such CPU model"))
     try:
-        with pytest.raises(ConfigError, match="^no such CPU model$"):
+        with pytest.raises(ConfigError, match=r"^no such CPU model$"):
             machine.device_add("max-arm-cpu", "c2", **{"core-id": 2})
     finally:
         machine.shutdown()
