@@ -27,6 +27,7 @@ from vcpuhp.testing.suite.lifecycle import TestLifecycle, TestParking, TestRegis
 from vcpuhp.testing.suite.locks import TestLockRules
 from vcpuhp.testing.suite.power import TestPauseResume, TestReset
 from vcpuhp.testing.suite.resources import TestNonBlocking, TestResources
+from vcpuhp.testing.suite.stateful import TestRandomHotplug
 
 __all__ = [
     "TestConcurrency",
@@ -37,6 +38,7 @@ __all__ = [
     "TestNonBlocking",
     "TestParking",
     "TestPauseResume",
+    "TestRandomHotplug",
     "TestRegistration",
     "TestReset",
     "TestResources",
