@@ -14,14 +14,17 @@ and ``pytest --vcpuhp-backend=mybackend``. Options:
 ``--vcpuhp-timeout-scale X``
     multiply every settle timeout (default 1, or ``$VCPUHP_TIMEOUT_SCALE``):
     10-50 for a backend inside an emulated host.
+``--vcpuhp-cpu MODEL``
+    the CPU model of every suite machine (default ``max``; ``host`` for kvm).
 ``--vcpuhp-plugin NAME[,key=value...]``
     load this installed plugin into every suite machine; by default the
     suite's machines load no plugin at all, so a policy plugin installed
     beside the backend cannot change what the suite sees.
 
 Fixtures a backend's ``conftest.py`` may override: ``vcpuhp_backend_options``
-(options for every suite machine), ``vcpuhp_plugins`` (plugin objects every
-suite machine registers), ``vcpuhp_timeouts``.
+(options for every suite machine), ``vcpuhp_machine_options`` (other
+``MachineConfig.build`` arguments, such as ``cpu``), ``vcpuhp_plugins``
+(plugin objects every suite machine registers), ``vcpuhp_timeouts``.
 
 Capabilities: ``@pytest.mark.requires("parks_vcpus")`` (or
 ``requires(parks_vcpus=False)``) on a test that needs the backend to have (or
@@ -76,6 +79,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vcpuhp-timeout-scale", default=None, type=float, metavar="X",
                     help="multiply the suite's settle timeouts (default 1, or "
                          "$VCPUHP_TIMEOUT_SCALE); 10-50 inside an emulated host")
+    group.addoption("--vcpuhp-cpu", default="max", metavar="MODEL",
+                    help="CPU model of the suite's machines (default max; kvm: host)")
     group.addoption("--vcpuhp-plugin", action="append", default=[],
                     metavar="NAME[,key=value...]",
                     help="load this installed vcpuhp plugin into the suite's machines "
@@ -186,6 +191,12 @@ def vcpuhp_backend_options(vcpuhp_backend: BackendUnderTest) -> Mapping[str, str
 
 
 @pytest.fixture
+def vcpuhp_machine_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """``MachineConfig.build`` arguments every suite machine gets (``--vcpuhp-cpu``)."""
+    return {"cpu": str(request.config.getoption("--vcpuhp-cpu"))}
+
+
+@pytest.fixture
 def vcpuhp_plugins() -> list[object]:
     """Plugin objects every suite machine registers (none; override to add some)."""
     return []
@@ -233,6 +244,7 @@ def vcpuhp_machine(
     vcpuhp_backend: BackendUnderTest,
     vcpuhp_backend_options: Mapping[str, str],
     vcpuhp_plugin_manager: Callable[[], PluginManager],
+    vcpuhp_machine_options: dict[str, Any],
 ) -> Iterator[Callable[..., ProbedMachine]]:
     """Factory: ``vcpuhp_machine("cpus=2,maxcpus=4", **config)`` -> an *unrealized*
     machine on a probed backend (for tests of realize itself). Shut down at teardown."""
@@ -240,7 +252,7 @@ def vcpuhp_machine(
 
     def factory(smp: str = "cpus=1,maxcpus=4", **kwargs: Any) -> ProbedMachine:
         machine = _build(vcpuhp_backend, vcpuhp_backend_options, vcpuhp_plugin_manager, smp,
-                         kwargs)
+                         {**vcpuhp_machine_options, **kwargs})
         made.append(machine)
         return machine
 
@@ -255,6 +267,7 @@ def vcpuhp_rig(
     vcpuhp_backend_options: Mapping[str, str],
     vcpuhp_plugin_manager: Callable[[], PluginManager],
     vcpuhp_timeouts: Timeouts,
+    vcpuhp_machine_options: dict[str, Any],
     tmp_path: Path,
 ) -> Iterator[Callable[..., Rig]]:
     """Factory: ``vcpuhp_rig("cpus=2,maxcpus=4", guest="cooperative", maxcpus=2)`` -> a
@@ -269,7 +282,7 @@ def vcpuhp_rig(
             elif maxcpus is not None:
                 kwargs.setdefault("guest_cmdline", f"maxcpus={maxcpus}")
         machine = _build(vcpuhp_backend, vcpuhp_backend_options, vcpuhp_plugin_manager, smp,
-                         kwargs)
+                         {**vcpuhp_machine_options, **kwargs})
         rig = Rig(machine, probe_of(machine.backend), vcpuhp_timeouts, guest, maxcpus)
         made.append(rig)
         machine.realize()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,12 +91,14 @@ class TestFailureInjection:
     def test_a_failure_of_create_irqchip_stops_construction(
         self, vcpuhp_backend: BackendUnderTest,
         vcpuhp_plugin_manager: Callable[[], PluginManager],
+        vcpuhp_machine_options: dict[str, Any],
     ) -> None:
         before = Resources.measure()
         backend = probed(vcpuhp_backend.cls)(dict(vcpuhp_backend.options))
         probe_of(backend).arm("create_irqchip", lambda: _injected("create_irqchip"))
         config = MachineConfig.build("cpus=1,maxcpus=2", accel=vcpuhp_backend.name,
-                                     backend_options=dict(vcpuhp_backend.options))
+                                     backend_options=dict(vcpuhp_backend.options),
+                                     **vcpuhp_machine_options)
         try:
             with pytest.raises(BackendCallError) as info:
                 ProbedMachine(config, backend=backend,
