@@ -89,6 +89,15 @@ class VirtMachine:
         backend: AcceleratorBackend | None = None,
         plugins: PluginManager | None = None,
     ) -> None:
+        """Build the machine (unrealized) from ``config``.
+
+        :param backend: a backend instance to use instead of creating
+            ``config.accel`` (tests, wrapped backends).
+        :param plugins: the plugin manager; by default one loading the plugins
+            ``config.plugins`` selects. Either way, a plugin that failed to load
+            stops construction with a :class:`~vcpuhp.errors.PluginError`
+            naming it and how to disable it (plugins fail closed).
+        """
         self.config = config
         self.plugins = (plugins if plugins is not None
                         else PluginManager(settings=config.plugins))
