@@ -221,4 +221,4 @@ def test_a_guest_system_off_leaves_its_vcpu_idle_not_running(
     assert boot.thread_alive  # idle, waiting for a CPU_ON that will not come
     time.sleep(0.2)
     assert "X" not in machine.console
-    assert machine.backend_stats()["total_exits"]["hypercall"] == 1
+    assert machine.backend_stats()["total_exits_hypercall"] == 1

@@ -74,13 +74,17 @@ def test_the_uart_line_follows_its_level_and_a_repeated_level_is_not_sent_again(
     assert lines.calls == [(33, True), (33, False)]
 
 
-def test_a_system_reset_lowers_the_lines_held_high(
-    irqchip: KvmInterruptController, lines: Lines,
+def test_a_system_reset_lowers_the_lines_held_high_then_resets_the_vgic(
+    lines: Lines,
 ) -> None:
+    resets: list[list[tuple[int, bool]]] = []
+    irqchip = KvmInterruptController(layout_redistributors(6))
+    irqchip.bind(lines, on_reset=lambda: resets.append(list(lines.calls)))
     irqchip.set_spi(UART, True)
     irqchip.set_spi(5, True)
     irqchip.reset()
     assert lines.calls[2:] == [(33, False), (37, False)]
+    assert resets == [lines.calls]  # the vGIC reset comes after the lines went low
     assert irqchip.state()["lines_high"] == []
 
 

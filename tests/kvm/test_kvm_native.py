@@ -42,6 +42,7 @@ from vcpuhp_kvm import (
     regs,
     uapi,
 )
+from vcpuhp_kvm import vgic as vgic_module
 
 RAM_SIZE = 2 * 1024 * 1024
 ENTRY = memmap.RAM_BASE
@@ -415,3 +416,43 @@ def test_an_abandoned_exit_lets_the_reset_vcpu_start_at_its_first_instruction(
     exit_ = reset_after_an_unserved_store(machine(1), abandon=True)
     assert isinstance(exit_, Hypercall)
     assert exit_.nr == SYSTEM_OFF
+
+
+GICD_ISENABLER, GICD_ISACTIVER = 0x0100, 0x0300
+GICR_ISENABLER0, GICR_ISACTIVER0 = 0x1_0100, 0x1_0300
+VIRTUAL_TIMER_PPI = 27
+
+
+def test_the_vgic_reset_clears_what_a_guest_left_pending_or_active(
+    machine: Callable[..., Machine],
+) -> None:
+    built = machine(2)
+    vgic = built.vgic
+    assert vgic is not None
+    ged = memmap.spi_intid(memmap.ACPI_GED_SPI)
+    word, bit = 4 * (ged // 32), 1 << (ged % 32)
+    cpu1 = Topology(SmpConfig.parse("cpus=1,maxcpus=2")).slots[1].arch_id
+    # what a guest reset in the middle of its GED handler leaves: the SPI enabled, active
+    # and pending again, the timer PPI active, the CPU's active priority and its enables
+    vgic.set_distributor_register(GICD_ISENABLER + word, bit)
+    vgic.set_distributor_register(GICD_ISACTIVER + word, bit)
+    vgic.set_distributor_register(GICD_ISPENDR + word, bit)
+    vgic.set_redistributor_register(cpu1, GICR_ISENABLER0, 1 << VIRTUAL_TIMER_PPI)
+    vgic.set_redistributor_register(cpu1, GICR_ISACTIVER0, 1 << VIRTUAL_TIMER_PPI)
+    vgic.set_cpu_sysreg(cpu1, vgic_module.ICC_AP1R_EL1[0], 1 << 16)
+    vgic.set_cpu_sysreg(cpu1, vgic_module.ICC_PMR_EL1, 0xF0)
+    vgic.set_cpu_sysreg(cpu1, vgic_module.ICC_IGRPEN1_EL1, 1)
+    assert vgic.spi_pending(ged)
+    assert vgic.redistributor_register(cpu1, GICR_ISACTIVER0) & 1 << VIRTUAL_TIMER_PPI
+    assert vgic.cpu_sysreg(cpu1, vgic_module.ICC_AP1R_EL1[0]) == 1 << 16
+
+    vgic.reset_interrupt_state([cpu1])
+
+    assert vgic.distributor_register(GICD_ISENABLER + word) & bit == 0
+    assert vgic.distributor_register(GICD_ISACTIVER + word) & bit == 0
+    assert not vgic.spi_pending(ged)
+    assert vgic.redistributor_register(cpu1, GICR_ISACTIVER0) == 0
+    assert vgic.redistributor_register(cpu1, GICR_ISENABLER0) == 0xFFFF  # SGIs stay enabled
+    assert [vgic.cpu_sysreg(cpu1, reg) for reg in (
+        vgic_module.ICC_AP1R_EL1[0], vgic_module.ICC_PMR_EL1, vgic_module.ICC_IGRPEN1_EL1,
+    )] == [0, 0, 0]

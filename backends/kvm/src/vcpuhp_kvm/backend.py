@@ -191,7 +191,20 @@ class KvmBackend(AcceleratorBackend):
             vgic.close()
             raise
         self.vgic = vgic
-        self.irqchip.bind(vm)
+        self.irqchip.bind(vm, on_reset=self._reset_vgic)
+
+    def _reset_vgic(self) -> None:
+        """A system reset of the vGIC (the irqchip's ``reset``): once no vCPU is in
+        ``KVM_RUN`` (the machine powered them all off), clear what the vCPUs that ran
+        left pending or active, and their CPU interfaces."""
+        vgic = self.vgic
+        if vgic is None:
+            return
+        for vcpu in self.vcpus.values():
+            if vcpu.thread is not None and not vcpu.wait_until_stopped(PAUSE_TIMEOUT):
+                raise BackendError(f"kvm: CPU {vcpu.index} did not leave KVM_RUN within "
+                                   f"{PAUSE_TIMEOUT:.0f}s for the system reset")
+        vgic.reset_interrupt_state([v.slot.arch_id for v in self.vcpus.values() if v.ran])
 
     def _own(self, vcpu: BackendVcpu) -> KvmVcpu:
         if not isinstance(vcpu, KvmVcpu) or self.vcpus.get(vcpu.slot.index) is not vcpu:
@@ -243,7 +256,12 @@ class KvmBackend(AcceleratorBackend):
             vcpu.set_paused(False)
 
     def stats(self) -> dict[str, Any]:
-        """Live vCPU fds and threads, the VM's shape, cumulative counts (``total_*``)."""
+        """Live vCPU fds and threads, the VM's shape, cumulative counts (``total_*``).
+
+        ``total_exits_<kind>`` counts ``KVM_RUN`` results by kind: ``mmio_read``,
+        ``mmio_write``, ``hypercall``, ``system_event``, ``interrupted`` (kicks) and
+        ``other`` (each a vCPU fault).
+        """
         vcpus = list(self.vcpus.values())
         exits: Counter[str] = Counter(self._retired_exits)
         for vcpu in vcpus:
@@ -258,7 +276,7 @@ class KvmBackend(AcceleratorBackend):
             "total_vcpus_created": self.total_vcpus_created,
             "total_threads_started": self.total_threads_started,
             "total_threads_joined": self.total_threads_joined,
-            "total_exits": {kind: exits[kind] for kind in [*EXIT_KINDS.values(), "other"]},
+            **{f"total_exits_{kind}": exits[kind] for kind in [*EXIT_KINDS.values(), "other"]},
             "total_external_aborts": self._retired_aborts + sum(v.external_aborts
                                                                 for v in vcpus),
             "total_faults": self._retired_faults + sum(v.faults for v in vcpus),

@@ -26,7 +26,7 @@ the level ones level-sensitive (``GICD_ICFGR``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, Protocol
 
 from vcpuhp import memmap
@@ -66,6 +66,7 @@ class KvmInterruptController(InterruptController):
         self.edge_spis = frozenset(edge_spis)
         self._lock = threading.Lock()
         self._lines: SpiLines | None = None
+        self._on_reset: Callable[[], None] | None = None
         self._high: set[int] = set()
         """Level lines that are high now."""
         self._accessible: set[int] = set()
@@ -77,15 +78,21 @@ class KvmInterruptController(InterruptController):
         """Whether the vGIC exists and lines reach it."""
         return self._lines is not None
 
-    def bind(self, lines: SpiLines) -> None:
-        """Connect to the VM once its vGIC is initialised (every vCPU exists)."""
+    def bind(self, lines: SpiLines, on_reset: Callable[[], None] | None = None) -> None:
+        """Connect to the VM once its vGIC is initialised (every vCPU exists).
+
+        ``on_reset`` resets the vGIC's own state on a system reset (the backend's:
+        it knows which vCPUs ran and stops them first).
+        """
         with self._lock:
             self._lines = lines
+            self._on_reset = on_reset
 
     def close(self) -> None:
         """Disconnect (machine shutdown): the VM is gone, no line can change any more."""
         with self._lock:
             self._lines = None
+            self._on_reset = None
             self._high.clear()
 
     def set_spi(self, spi: int, level: bool = True) -> None:
@@ -147,20 +154,22 @@ class KvmInterruptController(InterruptController):
         """
 
     def reset(self) -> None:
-        """System reset: every level line the machine holds high goes low.
+        """System reset: the level lines the machine holds high go low, then the vGIC's
+        pending and active states and CPU interfaces are cleared (``on_reset``).
 
-        The distributor and redistributor registers stay as the guest
-        programmed them: KVM accepts user-space writes to them only while no
-        vCPU of the VM is inside ``KVM_RUN``, and a reset starts from a vCPU
-        thread while the others are still being stopped. A booting guest
-        programs the GIC afresh (the bundled guest and Linux both do).
+        An interrupt the guest was handling when it reset would otherwise stay
+        active in KVM and never be delivered again. Groups, priorities,
+        trigger configuration and routing stay as programmed: a booting guest
+        programs them afresh.
         """
         with self._lock:
-            lines = self._lines
+            lines, on_reset = self._lines, self._on_reset
             for spi in sorted(self._high):
                 if lines is not None:
                     lines.set_spi(memmap.spi_intid(spi), False)
             self._high.clear()
+        if on_reset is not None:
+            on_reset()
 
     def state(self) -> dict[str, Any]:
         """Layout, wiring and the level lines held high (KVM's own state is not read)."""

@@ -129,6 +129,8 @@ class KvmVcpu(BackendVcpu):
         """``KVM_RUN`` results by kind (mmio_read, hypercall, interrupted, ...)."""
         self.external_aborts = 0
         self.faults = 0
+        self.ran = False
+        """Whether the vCPU was ever started (its vGIC state may hold something)."""
 
     @property
     def index(self) -> int:
@@ -271,6 +273,7 @@ class KvmVcpu(BackendVcpu):
     def _reset(self, entry_point: int, args: tuple[int, ...]) -> None:
         """``KVM_ARM_VCPU_INIT`` (powered on), ``MPIDR_EL1``, PC, x0-x3, PSTATE EL1h DAIF masked."""
         fd = self.fd
+        self.ran = True
         fd.abandon_exit()
         fd.init(self._init)
         fd.set_one_reg(regs.MPIDR_EL1, self.slot.mpidr)
