@@ -42,14 +42,19 @@ TCG_UNICORN_GAP: Final = (
 )
 
 
+def _backend(config: pytest.Config) -> str:
+    """The backend's name in ``--vcpuhp-backend NAME[,key=value...]`` ('' when not given)."""
+    return str(config.getoption("--vcpuhp-backend") or "").split(",")[0]
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     if collection_path.name in GUEST_TESTS:
-        return config.getoption("--vcpuhp-backend") not in EXECUTING_BACKENDS
+        return _backend(config) not in EXECUTING_BACKENDS
     return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--vcpuhp-backend") != "tcg-unicorn":
+    if _backend(config) != "tcg-unicorn":
         return
     for item in items:
         if Path(str(item.path)).name in GUEST_TESTS:

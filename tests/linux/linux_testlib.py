@@ -17,6 +17,7 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from vcpuhp import MachineConfig, VirtMachine
 from vcpuhp.masks import CpuMasks
+from vcpuhp.plugin_settings import PluginSettings
 from vcpuhp.plugins import PluginManager
 from vcpuhp.qmp import QmpServer
 from vcpuhp.testing.linux_userland import UserlandConsole
@@ -66,7 +67,8 @@ class LinuxGuest:
                  artifacts: Path, append: str = APPEND) -> None:
         cpu = PluginManager().backends.preferred_cpu_model(backend)
         self.config = MachineConfig.build(smp, cpu=cpu, accel=backend, memory="256M",
-                                          kernel=kernel, initrd=initrd, guest_cmdline=append)
+                                          kernel=kernel, initrd=initrd, guest_cmdline=append,
+                                          plugins=PluginSettings(autoload=False))
         self.machine = VirtMachine(self.config)
         artifacts.mkdir(parents=True, exist_ok=True)
         self.log_path = artifacts / f"{backend}-{name}.console.log"

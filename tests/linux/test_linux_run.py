@@ -54,7 +54,8 @@ class RunProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "vcpuhp", "run", "--accel", backend, "--cpu", cpu,
              "--smp", SMP, "--kernel", str(files.kernel), "--initrd", str(initrd),
-             "--append", APPEND, "--qmp", f"unix:{self.qmp_path}", "--monitor", "none"],
+             "--append", APPEND, "--qmp", f"unix:{self.qmp_path}", "--monitor", "none",
+             "--no-plugin-autoload"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)
         self._reader = threading.Thread(target=self._read, name="vcpuhp-run-output",
