@@ -30,7 +30,7 @@ from vcpuhp.testing.linux_userland import build_initramfs, read_module
 
 REPO: Final = Path(__file__).resolve().parents[2]
 EXECUTING_BACKENDS: Final = ("kvm", "tcg-unicorn")
-GUEST_TESTS: Final = ("test_linux_hotplug.py", "test_linux_run.py")
+GUEST_TESTS: Final = ("test_linux_hotplug.py", "test_linux_run.py", "test_linux_demo.py")
 TCG_UNICORN_GAP: Final = (
     "tcg-unicorn does not run Linux 6.12 yet: (1) its vCPUs' ID registers advertise SVE, "
     "SME and pointer authentication, but ZCR_EL1 and the pointer-auth key registers are "

@@ -7,6 +7,8 @@ import gzip
 import lzma
 import stat
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -194,3 +196,12 @@ def test_a_wait_names_what_arrived_and_a_panic_ends_it_at_once() -> None:
         console.wait_masks(lambda masks: False, timeout=600)
     with pytest.raises(RuntimeError, match="only read"):
         console.online(1, timeout=1)
+
+
+def test_the_linux_demo_refuses_a_backend_that_runs_no_guest_code(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "vcpuhp", "demo", "--accel", "null", "--no-plugin-autoload",
+         "--linux", str(tmp_path / "vmlinuz"), str(tmp_path / "initrd.cpio")],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2
+    assert "demo --linux needs a backend that runs guest code; 'null' does not" in done.stderr

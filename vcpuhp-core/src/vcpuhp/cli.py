@@ -16,7 +16,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -89,8 +89,10 @@ def plugin_settings(args: argparse.Namespace) -> PluginSettings:
     return cli.over(file.plugins) if file is not None else cli
 
 
-def _build_machine(args: argparse.Namespace, plugins: PluginManager) -> VirtMachine:
-    accel = choose_accel(args.accel, _machine_file(args), lambda: default_accel(plugins))
+def _build_machine(args: argparse.Namespace, plugins: PluginManager,
+                   default: Callable[[], str] | None = None) -> VirtMachine:
+    accel = choose_accel(args.accel, _machine_file(args),
+                         default or (lambda: default_accel(plugins)))
     cpu = args.cpu or plugins.backends.preferred_cpu_model(accel.name)
     config = MachineConfig.build(
         args.smp, cpu=cpu, accel=accel.name, memory=args.memory, kernel=args.kernel,
@@ -217,6 +219,8 @@ def _monitor_loop(machine: VirtMachine, inp: TextIO, out: TextIO,
 
 
 def cmd_demo(args: argparse.Namespace, plugins: PluginManager) -> int:
+    if args.linux is not None:
+        return _linux_demo(args, plugins)
     from vcpuhp.demo import run_demo
 
     machine = _build_machine(args, plugins)
@@ -225,6 +229,20 @@ def cmd_demo(args: argparse.Namespace, plugins: PluginManager) -> int:
     try:
         with _cooperative_guest(machine, enabled=True):
             return run_demo(machine, sys.stdout, cycles=args.cycles)
+    finally:
+        machine.shutdown()
+
+
+def _linux_demo(args: argparse.Namespace, plugins: PluginManager) -> int:
+    from vcpuhp.demo_linux import LINUX_APPEND, preferred_accel, run_linux_demo
+
+    args.kernel, args.initrd = args.linux
+    if args.append is None:
+        args.append = LINUX_APPEND
+    machine = _build_machine(args, plugins,
+                             lambda: preferred_accel(plugins, default_accel(plugins)))
+    try:
+        return run_linux_demo(machine, sys.stdout, cycles=args.cycles)
     finally:
         machine.shutdown()
 
@@ -304,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="script the seed plug/unplug scenario")
     _machine_args(demo)
     demo.add_argument("--cycles", type=int, default=1, help="plug/unplug cycles to run")
+    demo.add_argument("--linux", nargs=2, type=Path, metavar=("KERNEL", "INITRD"),
+                      help="Linux plays the guest: an arm64 kernel (>= 6.11) and the test "
+                           "userland (python3 -m vcpuhp.testing.linux_userland builds it); "
+                           "the masks shown are Linux's own (default accel: kvm if usable)")
     demo.set_defaults(func=cmd_demo)
 
     backends = sub.add_parser("backends", help="list installed backends")
