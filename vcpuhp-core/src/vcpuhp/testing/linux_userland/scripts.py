@@ -12,8 +12,9 @@
   every kernel uevent) writes to that FIFO for an event under
   ``/devices/system/cpu/cpuN``: a CPU registered or unregistered (ACPI hotplug
   makes it enabled or not) or onlined or offlined. Linux marks a hot-added CPU
-  enabled just after its ``add`` uevent, so the next once-a-second poll is
-  what guarantees the change is printed.
+  enabled just *after* its ``add`` uevent (``register_cpu``), so after a
+  wake-up the watcher polls every 50 ms for half a second before it goes
+  back to once a second.
 * the **power button action** (``/etc/acpi/PWRF/00000080``, the file busybox
   ``acpid`` runs for ``KEY_POWER`` from the ACPI power button's input device;
   Debian builds that device's ``evdev`` as a module, so it must be given)
@@ -32,6 +33,9 @@ UEVENT_HOOK: Final = "etc/vcpuhp/uevent"
 POWER_ACTION: Final = "etc/acpi/PWRF/00000080"
 """busybox ``acpid``'s built-in action for the power key, relative to its ``/etc/acpi``."""
 CPU_SYSFS: Final = "/sys/devices/system/cpu"
+SETTLE_POLLS: Final = 10
+SETTLE_INTERVAL: Final = "0.05"
+"""After a CPU uevent the masks watcher polls this often (seconds), this many times."""
 
 
 def _case_patterns(patterns: tuple[str, ...]) -> str:
@@ -75,12 +79,22 @@ mkfifo {WAKE_FIFO}
 (
     exec 3<>{WAKE_FIFO}
     last=$masks
+    timeout=1
+    settle=0
     while :; do
-        read -r -t 1 -u 3 _
+        if read -r -t $timeout -u 3 _; then
+            settle={SETTLE_POLLS}
+        fi
         read_masks
         if [ "$masks" != "$last" ]; then
             echo "$masks"
             last=$masks
+        fi
+        if [ $settle -gt 0 ]; then
+            settle=$((settle - 1))
+            timeout={SETTLE_INTERVAL}
+        else
+            timeout=1
         fi
     done
 ) &
