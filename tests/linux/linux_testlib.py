@@ -11,7 +11,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
@@ -20,7 +20,7 @@ from vcpuhp.masks import CpuMasks
 from vcpuhp.plugin_settings import PluginSettings
 from vcpuhp.plugins import PluginManager
 from vcpuhp.qmp import QmpServer
-from vcpuhp.testing.linux_userland import UserlandConsole
+from vcpuhp.testing.linux_userland import CommandResult, UserlandConsole
 
 APPEND: Final = "console=ttyAMA0 earlycon maxcpus=2 quiet panic=-1 oops=panic"
 """The guest command line: the seeds' ``maxcpus=2``; ``quiet`` keeps the boot log off the
@@ -100,11 +100,11 @@ class LinuxGuest:
         """Wait until the guest printed ``expected``."""
         return self.console.wait_masks(expected, STEP_TIMEOUT)
 
-    def online(self, cpu: int) -> Any:
+    def online(self, cpu: int) -> CommandResult:
         """``online N`` at the guest's console; its result."""
         return self.console.online(cpu, STEP_TIMEOUT)
 
-    def offline(self, cpu: int) -> Any:
+    def offline(self, cpu: int) -> CommandResult:
         """``offline N`` at the guest's console; its result."""
         return self.console.offline(cpu, STEP_TIMEOUT)
 

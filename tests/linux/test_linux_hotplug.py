@@ -60,9 +60,9 @@ def test_linux_boots_with_the_seed_masks_and_no_firmware_complaint(
     assert seed_linux.baseline == SEED_BOOT
     assert seed_linux.machine.cpu_masks() == SEED_BOOT
     klog = seed_linux.console.wait_klog(STEP_TIMEOUT)
+    # no ACPI Error / ACPI BIOS Error / Firmware Bug (or Warning) line anywhere in the log;
+    # klog holds every warning and error too, shown if this fails
     assert seed_linux.console.firmware_complaints() == [], klog
-    errors = [line for line in klog if line[:3] in ("<0>", "<1>", "<2>", "<3>")]
-    assert errors == [], "the kernel logged errors at boot"
 
 
 def test_device_add_online_device_del_give_the_seed_transcript(seed_linux: LinuxGuest) -> None:
