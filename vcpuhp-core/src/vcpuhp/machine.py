@@ -30,6 +30,7 @@ import json
 import logging
 import re
 import threading
+from collections import deque
 from enum import Enum
 from typing import Any, Final
 
@@ -61,6 +62,8 @@ from vcpuhp.vcpu import Vcpu, VcpuState
 _log = logging.getLogger(__name__)
 _ID_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
 _CPU_PROPS: Final = ("socket-id", "cluster-id", "core-id", "thread-id")
+CONSOLE_LINES: Final = 1000
+"""Console lines :attr:`VirtMachine.console` keeps (the oldest go first)."""
 OST_EVENT_EJECT_REQUEST: Final = 0x03
 OST_STATUS_SUCCESS: Final = 0x00
 OST_STATUS_EJECT_IN_PROGRESS: Final = 0x84
@@ -113,7 +116,9 @@ class VirtMachine:
         self.rsdp_address = 0
         self.acpi_tables: Any = None
         self.entry_point = 0
-        self.console: list[str] = []
+        self.console: deque[str] = deque(maxlen=CONSOLE_LINES)
+        """The guest's last :data:`CONSOLE_LINES` console lines (every line is also a
+        ``CONSOLE`` event)."""
         self._lock = threading.RLock()
         self._released = False
         """:meth:`shutdown` ran (the guest's SYSTEM_OFF only stops the CPUs)."""

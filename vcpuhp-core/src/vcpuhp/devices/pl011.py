@@ -3,10 +3,15 @@
 The guest writes characters to ``UARTDR``; complete lines go to the sink.
 ``UARTFR`` always reports an empty transmit FIFO, and the PrimeCell id
 registers read as a PL011's.
+
+Bounded whatever the guest writes: a line longer than :data:`MAX_LINE`
+bytes is handed on in pieces of that size (as a terminal would wrap it),
+and :attr:`Pl011.output` keeps only the last :data:`OUTPUT_BYTES` bytes.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -14,6 +19,10 @@ UARTDR: Final = 0x000
 UARTFR: Final = 0x018
 UARTFR_TXFE: Final = 1 << 7
 UARTFR_RXFE: Final = 1 << 4
+MAX_LINE: Final = 1024
+"""Longest line handed to the sink; a longer one is cut into pieces of this size."""
+OUTPUT_BYTES: Final = 64 * 1024
+"""How much of the guest's most recent output :attr:`Pl011.output` keeps."""
 _ID_REGISTERS: Final = {
     0xFE0: 0x11, 0xFE4: 0x10, 0xFE8: 0x14, 0xFEC: 0x00,
     0xFF0: 0x0D, 0xFF4: 0xF0, 0xFF8: 0x05, 0xFFC: 0xB1,
@@ -26,8 +35,8 @@ class Pl011:
     def __init__(self, on_line: Callable[[str], None]) -> None:
         self._on_line = on_line
         self._partial = bytearray()
-        self.output = bytearray()
-        """Everything the guest has written."""
+        self.output: deque[int] = deque(maxlen=OUTPUT_BYTES)
+        """The last :data:`OUTPUT_BYTES` bytes the guest wrote (``bytes(output)``)."""
         self._control: dict[int, int] = {}
 
     def state(self) -> dict[str, Any]:
@@ -50,7 +59,12 @@ class Pl011:
         byte = value & 0xFF
         self.output.append(byte)
         if byte == 0x0A:
-            self._on_line(self._partial.decode("utf-8", "replace"))
-            self._partial.clear()
+            self._end_line()
         elif byte != 0x0D:
             self._partial.append(byte)
+            if len(self._partial) >= MAX_LINE:
+                self._end_line()
+
+    def _end_line(self) -> None:
+        self._on_line(self._partial.decode("utf-8", "replace"))
+        self._partial.clear()
