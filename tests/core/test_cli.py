@@ -20,7 +20,7 @@ def test_unknown_accel_names_installed_backends_and_install_hints() -> None:
     assert result.returncode == 2
     assert "No vcpuhp backend named 'nosuch'. Installed backends: " in result.stderr
     assert "null" in result.stderr
-    assert "pip install vcpuhp-kvm" in result.stderr
+    assert "pip install -e backends/kvm in a vcpuhp source checkout" in result.stderr
 
 
 def test_bad_smp_is_a_clear_error() -> None:

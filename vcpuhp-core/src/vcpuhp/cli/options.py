@@ -1,0 +1,188 @@
+"""Command-line options that describe a machine, in vcpuhp's spelling and QEMU's.
+
+Every machine option has a QEMU-style single-dash form too (``-smp 4``,
+``-m 1G``, ``-accel tcg``, ``-cpu max``, ``-kernel``, ``-append``, ``-name``,
+and for ``run`` ``-qmp`` and ``-monitor``), so a QEMU command line needs
+few changes. QEMU's own suffixes are understood where they fit
+(``-qmp unix:PATH,server=on,wait=off``, ``-m size=1G``); anything vcpuhp
+cannot honour is an error saying what is valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Final, TypeVar
+
+from vcpuhp.config import CPU_MODELS, MachineConfig
+from vcpuhp.errors import ConfigError
+from vcpuhp.machine import VirtMachine
+from vcpuhp.plugins import PluginManager
+
+PREFERRED_BACKENDS: Final = ("tcg-unicorn", "null")
+DEFAULT_SMP: Final = "cpus=4,maxcpus=6"
+DEFAULT_GUEST_CMDLINE: Final = "maxcpus=2"
+#: QEMU accelerator names that mean a vcpuhp backend of another name.
+ACCEL_ALIASES: Final = {"tcg": "tcg-unicorn"}
+_T = TypeVar("_T")
+_QMP_FLAGS: Final = {"server": "on", "server=on": "on", "wait=off": "off", "nowait": "off"}
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                    argparse.RawDescriptionHelpFormatter):
+    """``--help`` shows each option's default and keeps the description's lines."""
+
+
+def option_type(parse: Callable[[str], _T]) -> Callable[[str], _T]:
+    """An argparse ``type=`` that reports a :class:`ConfigError`'s own message."""
+    def convert(text: str) -> _T:
+        try:
+            return parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def default_accel(plugins: PluginManager) -> str:
+    """The first installed, viable backend of :data:`PREFERRED_BACKENDS`."""
+    for row in plugins.backends.describe():
+        if row["name"] == PREFERRED_BACKENDS[0] and row["viable"]:
+            return str(row["name"])
+    return PREFERRED_BACKENDS[1]
+
+
+def parse_accel(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME[,key=value...]`` -> backend name and options (``tcg`` means ``tcg-unicorn``)."""
+    name, *pairs = text.split(",")
+    if not name:
+        raise ConfigError(f"-accel {text!r}: give a backend name first (see 'vcpuhp backends')")
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"-accel: {pair!r} is not key=value")
+        if key in options:
+            raise ConfigError(f"-accel: option {key!r} is given twice")
+        options[key] = value
+    return ACCEL_ALIASES.get(name, name), options
+
+
+def parse_qmp(text: str) -> str:
+    """A ``-qmp`` value: vcpuhp's ``unix:PATH`` / ``tcp:HOST:PORT``, or QEMU's spelling
+    with ``,server[=on]`` and ``,wait=off`` / ``,nowait`` (vcpuhp is always the server
+    and never waits for a client before the guest starts)."""
+    from vcpuhp.qmp import parse_address
+
+    address, *flags = text.split(",")
+    for flag in flags:
+        if flag not in _QMP_FLAGS:
+            raise ConfigError(
+                f"-qmp: {flag!r} is not supported; vcpuhp serves QMP and never waits for a "
+                "client before the guest runs: use server=on,wait=off (or leave them out)"
+            )
+    parse_address(address)  # ConfigError saying what is valid
+    return address
+
+
+def parse_memory(text: str) -> str:
+    """A ``-m`` value: ``SIZE`` or QEMU's ``size=SIZE`` (slots/maxmem are not supported)."""
+    if text.startswith("size="):
+        text = text[len("size="):]
+    if "," in text or "=" in text:
+        raise ConfigError(f"-m {text!r}: only a size is supported (e.g. 256M, 1G)")
+    return text
+
+
+def parse_unplug_timeout(text: str) -> float:
+    """``--unplug-timeout SECONDS``: a positive number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"--unplug-timeout {text!r}: give a positive number of seconds")
+    return value
+
+
+def add_machine_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that builds a machine."""
+    parser.add_argument("--smp", "-smp", default=DEFAULT_SMP,
+                        help="CPU topology as QEMU's -smp: "
+                             "[cpus=]N,maxcpus=M,sockets=,clusters=,cores=,threads=")
+    parser.add_argument("--accel", "-accel", default=None,
+                        help="backend NAME[,opt=value...]; 'tcg' means tcg-unicorn; "
+                             "default: tcg-unicorn if usable here, else null "
+                             "(see 'vcpuhp backends')")
+    parser.add_argument("--cpu", "-cpu", default="max", choices=CPU_MODELS, help="CPU model")
+    parser.add_argument("-m", "--memory", default="256M",
+                        help="RAM size, QEMU-style (256M, 1G; a plain number is MiB)")
+    parser.add_argument("--kernel", "-kernel", type=Path, default=None,
+                        help="raw or ELF guest image (default: the bundled guest)")
+    parser.add_argument("--append", "-append", default=DEFAULT_GUEST_CMDLINE,
+                        help="guest command line")
+    parser.add_argument("--name", "-name", default=None, help="machine name (QMP query-name)")
+    parser.add_argument("--allow-cold-unplug", action="store_true",
+                        help="policy: allow device_del of CPUs enabled at boot")
+    parser.add_argument("--unplug-timeout", default=None, metavar="SECONDS",
+                        help="withdraw a device_del the guest has not answered after this "
+                             "long (DEVICE_UNPLUG_GUEST_ERROR); default: wait forever, as QEMU")
+
+
+def build_machine(args: argparse.Namespace, plugins: PluginManager) -> VirtMachine:
+    """The machine the parsed options describe (not realized)."""
+    accel, options = parse_accel(args.accel or default_accel(plugins))
+    timeout = None if args.unplug_timeout is None else parse_unplug_timeout(args.unplug_timeout)
+    config = MachineConfig.build(
+        args.smp, cpu=args.cpu, accel=accel, memory=parse_memory(args.memory),
+        kernel=args.kernel, guest_cmdline=args.append, name=args.name,
+        allow_cold_unplug=args.allow_cold_unplug, backend_options=options,
+        unplug_timeout=timeout,
+    )
+    return VirtMachine(config, plugins=plugins)
+
+
+def guest_maxcpus(machine: VirtMachine) -> int | None:
+    """The ``maxcpus=`` of the guest's command line, if any."""
+    for word in machine.config.guest_cmdline.split():
+        key, _, value = word.partition("=")
+        if key == "maxcpus" and value.isdigit():
+            return int(value)
+    return None
+
+
+@contextlib.contextmanager
+def cooperative_guest(machine: VirtMachine, enabled: bool) -> Iterator[None]:
+    """On a backend that runs no guest code, let the null autopilot play the guest."""
+    if not enabled or machine.backend.capabilities.executes_guest_code:
+        yield
+        return
+    try:
+        from vcpuhp_null.autopilot import AutopilotGuest
+    except ImportError:
+        yield
+        return
+    guest = AutopilotGuest(machine, guest_maxcpus(machine))
+    guest.start()
+    try:
+        yield
+    finally:
+        guest.close()
+
+
+__all__ = [
+    "ACCEL_ALIASES",
+    "PREFERRED_BACKENDS",
+    "HelpFormatter",
+    "add_machine_options",
+    "build_machine",
+    "cooperative_guest",
+    "default_accel",
+    "guest_maxcpus",
+    "option_type",
+    "parse_accel",
+    "parse_memory",
+    "parse_qmp",
+]
