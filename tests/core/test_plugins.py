@@ -46,7 +46,8 @@ def test_unknown_backend_lists_installed_and_how_to_install() -> None:
     message = str(info.value)
     assert "No vcpuhp backend named 'nosuch'" in message
     assert "Installed backends: null" in message
-    assert "pip install vcpuhp-kvm" in message
+    assert ("pip install -e backends/kvm in a vcpuhp source checkout "
+            "(vcpuhp-kvm is not on PyPI yet)") in message
     assert "'vcpuhp.backends' entry-point group" in message
 
 

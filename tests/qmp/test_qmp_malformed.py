@@ -71,11 +71,15 @@ def test_bad_request_members(raw_client: RawFactory, request_: dict[str, object]
 
 
 @pytest.mark.parametrize(("arguments", "desc"), [
-    ({"driver": "max-arm-cpu", "id": "core4", "core-id": "4"},
-     "Invalid parameter type for 'core-id', expected: integer"),
-    ({"driver": "max-arm-cpu", "id": "core4", "core-id": 4.0},
-     "Invalid parameter type for 'core-id', expected: integer"),
+    ({"driver": "max-arm-cpu", "id": "core4", "core-id": "4x"},
+     "Parameter 'core-id' expects integer"),
+    ({"driver": "max-arm-cpu", "id": "core4", "core-id": 4.5},
+     "Parameter 'core-id' expects integer"),
     ({"driver": "max-arm-cpu", "id": "core4", "core-id": 2**64},
+     "Parameter 'core-id' expects integer"),
+    ({"driver": "max-arm-cpu", "id": "core4", "core-id": 2**40},
+     "Parameter 'core-id' expects int32"),
+    ({"driver": "max-arm-cpu", "id": "core4", "core-id": True},
      "Invalid parameter type for 'core-id', expected: integer"),
     ({"driver": "max-arm-cpu", "id": "core4", "core-id": 4, "socket-id": None},
      "Invalid parameter type for 'socket-id', expected: integer"),
