@@ -632,12 +632,18 @@ class VirtMachine:
     # -- guest accesses (executing backends and the null test driver) --------------------------
 
     def mmio_read(self, addr: int, size: int, cpu: int | None = None) -> int:
-        """A guest read of ``size`` (1, 2, 4, 8) bytes at guest-physical ``addr``."""
+        """A guest read of ``size`` (1, 2, 4, 8) bytes at guest-physical ``addr``.
+
+        The result always fits in ``size`` bytes: a narrower read of a wider
+        register gives its low bytes (a device model answering with the whole
+        register would otherwise leak bits into the guest's destination).
+        """
         check_access(addr, size)
+        mask = (1 << (8 * size)) - 1
         if self.bus.owned_by_irqchip(addr):
-            return self.irqchip.mmio_read(addr, size)
+            return self.irqchip.mmio_read(addr, size) & mask
         with self._lock:
-            return self.bus.read(addr, size)
+            return self.bus.read(addr, size) & mask
 
     def mmio_write(self, addr: int, size: int, value: int, cpu: int | None = None) -> None:
         """A guest write of ``size`` bytes of ``value`` at guest-physical ``addr``.
