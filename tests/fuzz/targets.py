@@ -17,6 +17,7 @@ writes of every device register).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import struct
@@ -192,10 +193,8 @@ def parsers(data: bytes) -> None:
     smp_text, _, rest = text.partition("\0")
     for parse in (parse_accel, parse_qmp, parse_unplug_timeout,
                   lambda t: parse_memory_size(parse_memory(t))):
-        try:
+        with contextlib.suppress(VcpuhpError):
             parse(rest)
-        except VcpuhpError:
-            pass
     try:
         smp = SmpConfig.parse(smp_text)
     except VcpuhpError:
