@@ -539,12 +539,16 @@ class VirtMachine:
                 )
             handle = vcpu.handle
             assert handle is not None
-            self.backend.unrealize_vcpu(handle)
+            self.backend.unrealize_vcpu(handle)  # may refuse: then nothing changed
             handle.realized = False
+            try:
+                self._return_backend_vcpu(handle)
+            except BaseException:
+                self._rerealize_after_failed_eject(vcpu, handle)
+                raise
             self.irqchip.set_accessible(index, False)
             vcpu.advance("eject")
             vcpu.handle = None
-            self._return_backend_vcpu(handle)
             device_id, path = vcpu.device_id, vcpu.qom_path
             vcpu.device_id = None
             vcpu.insert_pending = vcpu.remove_pending = vcpu.fw_remove = False
@@ -553,6 +557,22 @@ class VirtMachine:
             self.unplug_watchdog.disarm(index)
             self.events.emit(ev.DEVICE_DELETED, device=device_id, path=path, cpu_index=index)
             self.notify("vcpuhp_cpu_unplugged", vcpu=vcpu, device_id=device_id)
+
+    def _rerealize_after_failed_eject(self, vcpu: Vcpu, handle: BackendVcpu) -> None:
+        """Undo an eject's unrealize when the backend then failed to destroy the vCPU,
+        so the CPU stays plugged as it was (the eject is refused)."""
+        try:
+            self.backend.realize_vcpu(handle)
+            handle.realized = True
+        except Exception:  # the vCPU is gone either way: finish the eject instead
+            _log.exception("CPU %d could not be realized again after a failed eject; "
+                           "it is ejected", vcpu.slot.index)
+            self.irqchip.set_accessible(vcpu.slot.index, False)
+            vcpu.advance("eject")
+            vcpu.handle = None
+            vcpu.device_id = None
+            vcpu.insert_pending = vcpu.remove_pending = vcpu.fw_remove = False
+            vcpu.unplug_requested = False
 
     def ost(self, index: int, event: int, status: int) -> None:
         """The guest's ``_OST`` report for CPU ``index``."""
@@ -671,7 +691,10 @@ class VirtMachine:
     def _interrupt_signal(self, index: int) -> None:
         vcpu = self.vcpus[index]
         if vcpu.handle is not None and vcpu.handle.realized:
-            self.backend.kick(vcpu.handle)
+            try:  # the interrupt stays pending either way; a failed wake-up is not fatal
+                self.backend.kick(vcpu.handle)
+            except Exception:
+                _log.exception("backend failed to kick CPU %d", index)
         if self.gic.irq_pending(index):
             self.events.emit(ev.INTERRUPT, cpu_index=index)
 

@@ -123,8 +123,12 @@ class PsciFirmware:
         machine = self._machine
         if not any(v.online for v in machine.vcpus if v is not caller):
             return PsciReturn.DENIED  # the last running CPU keeps the machine alive
+        try:  # the backend first: if it cannot stop the vCPU, nothing changes
+            machine.backend.power_off(caller.handle)
+        except Exception:
+            _log.exception("backend failed to power off CPU %d", caller.slot.index)
+            return PsciReturn.INTERNAL_FAILURE
         caller.advance("cpu_off")
-        machine.backend.power_off(caller.handle)
         machine.events.emit(ev.CPU_POWERED_OFF, cpu_index=caller.slot.index,
                             device=caller.device_id)
         machine.notify("vcpuhp_cpu_powered_off", vcpu=caller)
