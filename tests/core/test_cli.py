@@ -60,3 +60,4 @@ def test_demo_on_null_shows_the_seed_masks() -> None:
     assert lines[1].startswith("machine| possible 0-5 present 0-5 enabled 0-4 online 0-1,4")
     assert lines[2].startswith("machine| possible 0-5 present 0-5 enabled 0-3 online 0-1")
     assert "event DEVICE_DELETED device=core4" in result.stdout
+    assert "'machine| ' lines are the machine's own view" in result.stdout  # item 11
