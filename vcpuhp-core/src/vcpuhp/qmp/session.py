@@ -25,8 +25,6 @@ _log = logging.getLogger(__name__)
 _READ_CHUNK: Final = 16 * 1024
 #: A client that lets this many bytes of replies and events pile up unread is dropped.
 MAX_OUTPUT_BACKLOG: Final = 4 * 1024 * 1024
-#: QAPI ``QMPCapability`` values (none is offered: this server has no out-of-band execution).
-QMP_CAPABILITIES: Final = ("oob",)
 _T = TypeVar("_T")
 
 
