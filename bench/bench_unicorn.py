@@ -259,7 +259,7 @@ def qemu_timed_loop(iterations: int, tmp: Path) -> dict[str, Any]:
     image = tmp / "loop.elf"
     image.write_bytes(elf_image(timed_loop(iterations).assemble()))
     command = [qemu, "-M", "virt", "-cpu", "max", "-m", "256M", "-nographic",
-               "-monitor", "none", "-kernel", str(image)]
+               "-monitor", "none", "-nic", "none", "-kernel", str(image)]
     stamps: dict[str, float] = {}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         assert process.stdout is not None
@@ -310,6 +310,29 @@ def bench_throughput(seconds: float, iterations: int) -> dict[str, Any]:
     }
 
 
+def bench_idle(seconds: float) -> dict[str, Any]:
+    """Process CPU time over wall time while the booted bundled guest idles (every CPU in wfi
+    or powered off), after it printed its boot masks."""
+    machine = VirtMachine(MachineConfig.build("cpus=2,maxcpus=4", accel="tcg-unicorn",
+                                              guest_cmdline="maxcpus=1"))
+    machine.realize()
+    try:
+        deadline = time.monotonic() + 30
+        while not any(line.startswith("possible ") for line in machine.console):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"guest did not boot: {machine.console}")
+            time.sleep(0.05)
+        time.sleep(0.5)
+        wall, cpu = time.perf_counter(), time.process_time()
+        time.sleep(seconds)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        return {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 4),
+                "cpu_fraction_of_one_core": round(cpu / wall, 4),
+                "online": sorted(machine.cpu_masks().online)}
+    finally:
+        machine.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=1000, help="plug/unplug cycles")
@@ -317,16 +340,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="measuring time of each throughput run")
     parser.add_argument("--iterations", type=int, default=100_000_000,
                         help="turns of the timed loop (3 instructions each)")
+    parser.add_argument("--idle-seconds", type=float, default=8.0,
+                        help="wall time of the idle CPU measurement")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "unicorn.json")
     args = parser.parse_args(argv)
-    from vcpuhp_tcg_unicorn.vcpu import DEFAULT_SLICE
-
     result = {
         "host": {"machine": platform.machine(), "python": platform.python_version(),
                  "cpus": len(__import__("os").sched_getaffinity(0))},
-        "slice_insns": DEFAULT_SLICE,
         "hotplug": bench_hotplug(args.cycles),
+        "idle": bench_idle(args.idle_seconds),
         "throughput": bench_throughput(args.seconds, args.iterations),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -358,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
               f"QEMU is {timed['qemu_over_unicorn_speed']}x faster")
     else:
         print(f"; qemu: {timed['qemu']['skipped']}")
+    idle = result["idle"]
+    print(f"idle machine (online {idle['online']}): {idle['cpu_fraction_of_one_core'] * 100:.2f}% "
+          f"of one core over {idle['seconds']} s")
     print(f"wrote {args.out}")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,9 +14,34 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+pytest_plugins = ["pytester"]
+
 settings.register_profile("ci", derandomize=True, print_blob=True, deadline=None)
 settings.register_profile("dev", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def requires_tool(tool: str, package: str) -> pytest.MarkDecorator:
+    """Mark a test that runs the system tool ``tool`` (Debian package ``package``).
+
+    Where the tool is missing the test is skipped, saying what to install;
+    under CI (``CI=true``) it fails instead, because ``.ci/run`` installs it:
+    a tool CI installs is never a reason to skip there.
+    """
+    return pytest.mark.requires_tool(tool, package)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip (or, in CI, fail) tests whose ``requires_tool`` tools are missing."""
+    for mark in item.iter_markers("requires_tool"):
+        tool, package = mark.args
+        if shutil.which(tool) is None:
+            message = f"{tool} not found: apt-get install {package}"
+            if IN_CI:
+                pytest.fail(f"{message} (.ci/run should have installed it)", pytrace=False)
+            pytest.skip(message)
 
 
 @pytest.fixture

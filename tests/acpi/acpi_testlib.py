@@ -22,10 +22,8 @@ from vcpuhp.machine import VirtMachine
 
 IASL = shutil.which("iasl")
 ACPIEXEC = shutil.which("acpiexec")
-requires_iasl = pytest.mark.skipif(IASL is None, reason="iasl not found: install acpica-tools")
-requires_acpiexec = pytest.mark.skipif(
-    ACPIEXEC is None, reason="acpiexec not found: install acpica-tools"
-)
+requires_iasl = pytest.mark.requires_tool("iasl", "acpica-tools")
+requires_acpiexec = pytest.mark.requires_tool("acpiexec", "acpica-tools")
 
 #: Topologies every ACPICA test runs on: one CPU, hot-pluggable CPUs,
 #: every topology level > 1, and enough CPUs to need the high redistributor region.

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +50,13 @@ pytestmark = requires_acpiexec
 
 SAMPLE_512 = [0, 1, 2, 3, 4, 5, 122, 123, 124, 255, 256, 510, 511]
 STA_DISABLED, STA_ENABLED = 0xD, 0xF
-NOTIFY_RE = re.compile(r"Received a \w+ Notify on \[(\w+)\] \S+ Value 0x([0-9A-Fa-f]+)")
+NOTIFY_RE = re.compile(r"Dispatching Notify on \[(\w+)\] \(\w+\) Value 0x([0-9A-Fa-f]+)")
+"""ACPICA's own log of each Notify the interpreter queues (``-x 4``, ACPI_LV_INFO),
+written synchronously, unlike acpiexec's handlers, which run on detached
+threads and may not have printed before ``quit``."""
+DEBUG_INFO_RE = re.compile(r"^\s*\w+-\d+ \[\d+\]")
+"""A line of ACPICA's debug-level log (informational by definition: errors and
+warnings are printed as "ACPI Error" / "ACPI Warning" lines of their own)."""
 TRACE_RE = re.compile(
     r"SystemMemory (Read |Write): Val ([0-9A-Fa-f]+) Addr ([0-9A-Fa-f]+) BitWidth ([0-9A-Fa-f]+)"
 )
@@ -122,10 +127,13 @@ def acpiexec(
     *,
     fill: int | None = None,
     trace: bool = False,
+    log_notifies: bool = False,
 ) -> str:
     """Run ``commands`` in acpiexec over ``tables``; fail on any ACPICA complaint."""
     assert ACPIEXEC is not None
     args = [ACPIEXEC, "-r"]
+    if log_notifies:
+        args += ["-x", "4"]
     if trace:
         args.append("-vr")
     if fill is not None:
@@ -137,8 +145,19 @@ def acpiexec(
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "ACPI AML tables successfully acquired and loaded" in output, output
-    assert problems(output) == [], "\n".join(problems(output))
+    complaints = [line for line in problems(output)
+                  if not NOTIFY_TEARDOWN_RE.search(line) and not DEBUG_INFO_RE.match(line)]
+    assert complaints == [], "\n".join(complaints)
     return output
+
+
+NOTIFY_TEARDOWN_RE = re.compile(
+    r"ACPI Error: \d+ \(0x[0-9A-Fa-f]+\) Outstanding cache allocations"
+)
+"""acpiexec runs each Notify handler on a detached thread (AcpiOsExecute in its
+osunixxf.c); on ``quit`` it tears ACPICA down while handlers of a scan that
+notified hundreds of CPUs may still hold state-cache objects, and reports them.
+That race is the tool's: it comes and goes from run to run over the same tables."""
 
 
 def _test_ssdt(*methods: Method) -> bytes:
@@ -271,7 +290,8 @@ def test_scan_notifies_the_cpu_with_an_event_and_is_bounded(
     (directory / "scan.dat").write_bytes(ssdt)
     device = f"C{target:03X}"
     for method, value in ((r"\TINS", 1), (r"\TRMV", 3), (r"\TNON", None)):
-        output = acpiexec(directory, ["dsdt.dat", "scan.dat"], [f"evaluate {method} {target}"])
+        output = acpiexec(directory, ["dsdt.dat", "scan.dat"], [f"evaluate {method} {target}"],
+                          log_notifies=True)
         expected = [] if value is None else [(device, value)] * (2 * count)
         assert _notifies(output) == expected, method
 
@@ -298,10 +318,11 @@ def test_ged_event_dispatches_on_the_selector_bits(
                Call(r"\_SB.GED._EVT", 41)),
     )
     (directory / "ged.dat").write_bytes(ssdt)
-    output = acpiexec(directory, ["dsdt.dat", "ged.dat"], [rf"evaluate \TGED {target} {events}"])
+    output = acpiexec(directory, ["dsdt.dat", "ged.dat"], [rf"evaluate \TGED {target} {events}"],
+                      log_notifies=True)
     device = f"C{target:03X}"
     notifies = _notifies(output)
     want = []
     for name, value in expected:
         want += [(device, value)] * (2 * count) if name == "CPU" else [(name, value)]
-    assert Counter(notifies) == Counter(want)  # notify handlers run asynchronously
+    assert notifies == want, "queued in the order _EVT notifies"

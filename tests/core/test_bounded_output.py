@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from vcpuhp import VirtMachine, memmap
-from vcpuhp.devices.pl011 import MAX_LINE, OUTPUT_BYTES, UARTDR, Pl011
+from vcpuhp.devices.pl011 import MAX_LINE, OUTPUT_KEEP, UARTDR, Pl011
 from vcpuhp.machine import CONSOLE_LINES
 
 
@@ -37,7 +37,7 @@ def test_a_line_without_end_is_handed_on_in_pieces() -> None:
 
 def test_uart_output_keeps_the_most_recent_bytes() -> None:
     uart = Pl011(lambda _line: None)
-    data = bytes(range(256)) * (OUTPUT_BYTES // 256 + 3)
+    data = bytes(range(256)) * (OUTPUT_KEEP // 256 + 3)
     for byte in data:
         uart.write(UARTDR, 1, byte)
-    assert bytes(uart.output) == data[-OUTPUT_BYTES:]
+    assert bytes(uart.output) == data[-OUTPUT_KEEP:]

@@ -47,7 +47,7 @@ def _step(machine: VirtMachine, driver: GuestDriver, step: str) -> Callable[[], 
 def _gauges(machine: VirtMachine) -> dict[str, object]:
     """Backend stats that count what exists now (not cumulative counters)."""
     return {k: v for k, v in machine.backend_stats().items()
-            if k not in ("created", "destroyed", "realizations")}
+            if not k.startswith("total") and k not in ("created", "destroyed")}
 
 
 def _cycle(machine: VirtMachine, driver: GuestDriver) -> None:

@@ -71,6 +71,16 @@ def add_reg(rd: int, rn: int, rm: int) -> int:
     return 0x8B000000 | rm << 16 | rn << 5 | rd
 
 
+def sub_reg(rd: int, rn: int, rm: int) -> int:
+    """``sub xd, xn, xm``."""
+    return 0xCB000000 | rm << 16 | rn << 5 | rd
+
+
+def cmp_reg(rn: int, rm: int) -> int:
+    """``cmp xn, xm``."""
+    return 0xEB00001F | rm << 16 | rn << 5
+
+
 def cmp_imm(rn: int, imm12: int) -> int:
     """``cmp xn, #imm12``."""
     return 0xF100001F | (imm12 & 0xFFF) << 10 | rn << 5

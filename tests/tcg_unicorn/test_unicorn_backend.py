@@ -20,6 +20,7 @@ from vcpuhp.errors import BackendError, ConfigError  # noqa: E402
 from vcpuhp.plugins import PluginManager  # noqa: E402
 from vcpuhp.vcpu import VcpuState  # noqa: E402
 from vcpuhp_tcg_unicorn import UnicornBackend, UnicornVcpu  # noqa: E402
+from vcpuhp_tcg_unicorn.backend import SERVICE_THREADS  # noqa: E402
 
 MakeMachine = Callable[..., VirtMachine]
 
@@ -46,7 +47,8 @@ def test_backend_is_discovered_viable_and_declares_its_capabilities() -> None:
         ({"tb-size": "huge"}, r"tb-size='huge' is not a whole number of MiB"),
         ({"tb-size": "4096"}, r"out of range"),
         ({"slice-insns": "0"}, r"slice-insns=0 is out of range 1-1073741824 \(instructions\)"),
-        ({"bogus": "1"}, r"unknown option\(s\) bogus; valid: tb-size, slice-insns"),
+        ({"bogus": "1"}, r"unknown option\(s\) bogus; valid: tb-size, stops, slice-insns"),
+        ({"stops": "never"}, r"stops='never' is not a stop mode; valid: block, slices"),
     ],
 )
 def test_bad_options_are_refused_with_what_is_valid(options: dict[str, str],
@@ -136,7 +138,7 @@ def test_shutdown_joins_every_thread_and_closes_every_engine(tmp_path: Path) -> 
                                               kernel=idle_image(tmp_path)))
     machine.realize()
     wait_until(lambda: machine.vcpus[0].online, what="boot CPU online")
-    assert threading.active_count() == baseline + 4 + 1  # vCPU threads + the event thread
+    assert threading.active_count() == baseline + 4 + SERVICE_THREADS + 1  # the event thread
     machine.shutdown()
     stats = machine.backend.stats()
     assert (stats["engines"], stats["threads"], stats["contexts_registered"]) == (0, 0, 0)

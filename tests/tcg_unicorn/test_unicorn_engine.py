@@ -52,6 +52,12 @@ class Exits:
     def unmapped(self, access: int, addr: int, size: int) -> None:
         self.events.append(("unmapped", addr, size))
 
+    def sysreg_read(self, reg: tuple[int, int, int, int, int]) -> int | None:
+        return None
+
+    def sysreg_write(self, reg: tuple[int, int, int, int, int], value: int) -> bool:
+        return False
+
 
 class Ram:
     def __init__(self) -> None:

@@ -64,8 +64,7 @@ def test_non_sysreg_words_are_not_decoded() -> None:
 GNU_AS = shutil.which("aarch64-linux-gnu-as")
 
 
-@pytest.mark.skipif(GNU_AS is None, reason="aarch64-linux-gnu-as not installed "
-                    "(apt install binutils-aarch64-linux-gnu)")
+@pytest.mark.requires_tool("aarch64-linux-gnu-as", "binutils-aarch64-linux-gnu")
 def test_test_assembler_matches_gnu_as(tmp_path: Path) -> None:
     cases = {
         "movz x3, #0x1234, lsl #16": a.movz(3, 0x1234, 16),

@@ -10,6 +10,7 @@ from typing import Final
 
 from vcpuhp import memmap
 from vcpuhp.errors import ConfigError
+from vcpuhp.plugin_settings import PluginSettings
 from vcpuhp.topology import SmpConfig
 
 #: QEMU arm CPU models a ``virt`` machine here accepts (QOM type: ``<model>-arm-cpu``).
@@ -44,7 +45,11 @@ class MachineConfig:
     allow_cold_unplug: bool = False
     """Policy: may ``device_del`` remove CPUs enabled at boot? (The seeds explain why not.)"""
     kernel: Path | None = None
-    """Guest image for executing backends; ``None`` means the bundled guest."""
+    """Guest image for executing backends: an arm64 Linux ``Image`` (booted with ACPI
+    and a minimal EFI environment), or an ELF / raw image (the bundled guest's
+    convention); ``None`` means the bundled guest."""
+    initrd: Path | None = None
+    """Initial ramdisk for a Linux kernel."""
     guest_cmdline: str = ""
     backend_options: Mapping[str, str] = field(default_factory=dict)
     unplug_timeout: float | None = None
@@ -52,6 +57,8 @@ class MachineConfig:
     withdrawn (``DEVICE_UNPLUG_GUEST_ERROR``); ``None`` waits forever, as QEMU."""
     name: str | None = None
     """The machine's name (QEMU ``-name``; QMP ``query-name``)."""
+    plugins: PluginSettings = field(default_factory=PluginSettings)
+    """Which installed plugins this machine loads, with their options."""
 
     def __post_init__(self) -> None:
         if self.cpu_model not in CPU_MODELS:

@@ -6,12 +6,13 @@ accounted for in a pool bounded by ``maxcpus``.
 """
 
 from vcpuhp_tcg_unicorn.backend import UnicornBackend
+from vcpuhp_tcg_unicorn.faults import VcpuFault
 from vcpuhp_tcg_unicorn.pool import (
     TranslationContext,
     TranslationContextError,
     TranslationContextPool,
 )
-from vcpuhp_tcg_unicorn.vcpu import UnicornVcpu, VcpuFault
+from vcpuhp_tcg_unicorn.vcpu import UnicornVcpu
 
 __all__ = [
     "TranslationContext",

@@ -17,14 +17,24 @@ not leak across plug cycles is the per-thread translation context, which the
 :class:`~vcpuhp_tcg_unicorn.pool.TranslationContextPool` accounts for, bounded
 by ``maxcpus``.
 
-Options (``--accel tcg-unicorn,tb-size=64,slice-insns=50000``):
+Options (``--accel tcg-unicorn,tb-size=64,stops=slices,slice-insns=50000``):
 
 ``tb-size=N``
     MiB of translation buffer per engine (default 32), passed to Unicorn as
     ``UC_CTL_TCG_BUFFER_SIZE`` before the engine initialises.
+``stops=block|slices``
+    how a running vCPU is stopped: ``block`` (default) stops it from any
+    thread at the next translation-block boundary and runs it without an
+    instruction budget (see :mod:`~vcpuhp_tcg_unicorn.stops`; falls back to
+    ``slices`` when this Unicorn build does not allow it); ``slices`` runs
+    bounded instruction-count slices (exact too, about 5x slower).
 ``slice-insns=N``
-    guest instructions a vCPU runs before it looks at interrupts, pause and
-    power-off requests again (default 100000, about a millisecond).
+    with ``stops=slices``: guest instructions per slice (default 100000).
+
+Machine-wide services: one :class:`~vcpuhp_tcg_unicorn.timer.TimerService`
+thread fires every vCPU's generic-timer deadlines, one
+:class:`~vcpuhp_tcg_unicorn.stops.StopRetrier` repeats stops that raced with
+the start of a run. Both sleep without a timeout when they have nothing to do.
 """
 
 from __future__ import annotations
@@ -42,6 +52,8 @@ from vcpuhp.topology import CpuSlot
 from vcpuhp_tcg_unicorn import binding
 from vcpuhp_tcg_unicorn.engine import CPU_MODELS, RamMapping
 from vcpuhp_tcg_unicorn.pool import TranslationContextPool
+from vcpuhp_tcg_unicorn.stops import StopRetrier
+from vcpuhp_tcg_unicorn.timer import TimerService
 from vcpuhp_tcg_unicorn.vcpu import DEFAULT_SLICE, UnicornVcpu
 
 if TYPE_CHECKING:
@@ -69,9 +81,12 @@ DEFAULT_TB_SIZE_MIB: Final = 32
 MAX_TB_SIZE_MIB: Final = 4095
 """Unicorn takes the size as a 32-bit byte count."""
 MAX_SLICE: Final = 1 << 30
-OPTIONS: Final = ("tb-size", "slice-insns")
+OPTIONS: Final = ("tb-size", "stops", "slice-insns")
+STOP_MODES: Final = ("block", "slices")
 PAUSE_TIMEOUT: Final = 2.0
 MMIO_PAGE: Final = 0x1000
+SERVICE_THREADS: Final = 2
+"""Threads of an attached backend besides the vCPUs': the timer service, the stop retrier."""
 """MMIO mappings are rounded up to this (Unicorn maps whole target pages)."""
 
 
@@ -87,8 +102,8 @@ def _whole_number(options: Mapping[str, str], key: str, default: int, low: int, 
     return value
 
 
-def parse_options(options: Mapping[str, str]) -> tuple[int, int]:
-    """``(tb-size in bytes, slice-insns)`` from the backend options."""
+def parse_options(options: Mapping[str, str]) -> tuple[int, int, bool]:
+    """``(tb-size in bytes, slice-insns, block-boundary stops wanted)`` from the options."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ConfigError(
@@ -97,7 +112,11 @@ def parse_options(options: Mapping[str, str]) -> tuple[int, int]:
     tb_mib = _whole_number(options, "tb-size", DEFAULT_TB_SIZE_MIB, 1, MAX_TB_SIZE_MIB, "MiB")
     slice_insns = _whole_number(options, "slice-insns", DEFAULT_SLICE, 1, MAX_SLICE,
                                 "instructions")
-    return tb_mib * memmap.MiB, slice_insns
+    stops = options.get("stops", STOP_MODES[0])
+    if stops not in STOP_MODES:
+        raise ConfigError(f"tcg-unicorn: stops={stops!r} is not a stop mode; valid: "
+                          f"{', '.join(STOP_MODES)}")
+    return tb_mib * memmap.MiB, slice_insns, stops == "block"
 
 
 def machine_mmio_regions(machine: VirtMachine) -> list[tuple[int, int]]:
@@ -122,7 +141,9 @@ class UnicornBackend(AcceleratorBackend):
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
         super().__init__(options)
-        self.tb_size, self.slice_instructions = parse_options(self.options)
+        self.tb_size, self.slice_instructions, self.block_stops = parse_options(self.options)
+        self.timers = TimerService()
+        self.retrier = StopRetrier()
         self.vcpus: dict[int, UnicornVcpu] = {}
         self.pool: TranslationContextPool | None = None
         self._ram: RamMapping | None = None
@@ -134,6 +155,8 @@ class UnicornBackend(AcceleratorBackend):
         self.total_threads_joined = 0
         self._retired_irqs = 0
         self._retired_faults = 0
+        self._retired_exceptions = 0
+        self._retired_stops = 0
 
     @classmethod
     def viability(cls) -> Viability:
@@ -171,6 +194,8 @@ class UnicornBackend(AcceleratorBackend):
         self._ram = RamMapping(memory.base, memory.size, memory.host_address)
         self._mmio = machine_mmio_regions(machine)
         self.pool = TranslationContextPool(machine.topology.smp.maxcpus)
+        self.timers.start()
+        self.retrier.start()
         _open_backends.add(self)
 
     def _require_machine(self) -> tuple[VirtMachine, TranslationContextPool]:
@@ -187,7 +212,9 @@ class UnicornBackend(AcceleratorBackend):
         vcpu = UnicornVcpu(slot, machine=machine, pool=pool,
                            cpu_model=machine.config.cpu_model, tb_size=self.tb_size,
                            ram=self._ram, mmio=self._mmio,
-                           slice_instructions=self.slice_instructions)
+                           timers=self.timers, retrier=self.retrier,
+                           slice_instructions=self.slice_instructions,
+                           async_stops=self.block_stops)
         self.vcpus[slot.index] = vcpu
         self.total_engines_created += 1
         return vcpu
@@ -218,6 +245,8 @@ class UnicornBackend(AcceleratorBackend):
         own.engine.close()
         self._retired_irqs += own.irqs_taken
         self._retired_faults += own.faults
+        self._retired_exceptions += own.exceptions_taken
+        self._retired_stops += own.stops_requested
         del self.vcpus[own.index]
         self.total_engines_closed += 1
 
@@ -230,14 +259,15 @@ class UnicornBackend(AcceleratorBackend):
         self._own(vcpu).power_off()
 
     def kick(self, vcpu: BackendVcpu) -> None:
-        """Wake the vCPU from ``wfi``; a running one looks at its IRQ line at its slice end."""
+        """Wake the vCPU from ``wfi``; a running one stops to look at its IRQ line."""
         own = self.vcpus.get(vcpu.slot.index)
         if own is vcpu:
             own.kick()
 
     def pause(self) -> None:
-        """Hold every vCPU; waits (bounded by a slice) until none executes guest code."""
+        """Hold every vCPU; waits until none executes guest code."""
         self.paused = True
+        self.timers.hold(True)
         vcpus = list(self.vcpus.values())
         for vcpu in vcpus:
             vcpu.set_paused(True)
@@ -249,6 +279,7 @@ class UnicornBackend(AcceleratorBackend):
     def resume(self) -> None:
         """Let every vCPU run again."""
         self.paused = False
+        self.timers.hold(False)
         for vcpu in list(self.vcpus.values()):
             vcpu.set_paused(False)
 
@@ -261,6 +292,8 @@ class UnicornBackend(AcceleratorBackend):
             "threads": sum(1 for v in vcpus if v.thread_alive),
             **pool,
             "tb_size_mib": self.tb_size // memmap.MiB,
+            "stops": "block" if all(v.slice_instructions == 0 for v in vcpus)
+            and self.block_stops else "slices",
             "slice_insns": self.slice_instructions,
             "total_engines_created": self.total_engines_created,
             "total_engines_closed": self.total_engines_closed,
@@ -268,6 +301,11 @@ class UnicornBackend(AcceleratorBackend):
             "total_threads_joined": self.total_threads_joined,
             "total_irqs_delivered": self._retired_irqs + sum(v.irqs_taken for v in vcpus),
             "total_faults": self._retired_faults + sum(v.faults for v in vcpus),
+            "total_exceptions_delivered": self._retired_exceptions
+            + sum(v.exceptions_taken for v in vcpus),
+            "total_stops_requested": self._retired_stops + sum(v.stops_requested for v in vcpus),
+            "total_stop_retries": self.retrier.retries,
+            "total_timer_expiries": self.timers.fired,
         }
 
     def close(self) -> None:
@@ -281,5 +319,7 @@ class UnicornBackend(AcceleratorBackend):
                 self.destroy_vcpu(vcpu)
             except BackendError as exc:
                 errors.append(str(exc))
+        self.timers.close()
+        self.retrier.close()
         if errors:
             raise BackendError("tcg-unicorn: close left resources behind: " + "; ".join(errors))

@@ -2,10 +2,11 @@
 
 The engine maps the machine's RAM (one host buffer shared by every engine,
 ``uc_mem_map_ptr``) and its MMIO regions (routed to a :class:`GuestExits`),
-answers ``MRS MPIDR_EL1`` with the vCPU's own value, and forwards every
-exception Unicorn raises to the :class:`GuestExits` (Unicorn never enters the
-guest's vector table itself). It knows registers and Unicorn, nothing about
-threads or the machine.
+hands every MRS/MSR of a register the backend emulates (``MPIDR_EL1``, the
+generic timer) and every exception Unicorn raises to the :class:`GuestExits`,
+and enters the guest's vector table for IRQs and synchronous exceptions
+(:meth:`Engine.take_exception`; Unicorn never does). It knows registers and
+Unicorn, nothing about threads or the machine.
 
 Measured on Unicorn 2.1.4 (the reasons for some of what follows):
 
@@ -15,19 +16,26 @@ Measured on Unicorn 2.1.4 (the reasons for some of what follows):
 * ``MPIDR_EL1`` reads 0x80000000 on every engine and cannot be written (nor
   through ``VMPIDR_EL2``), so an MRS hook supplies it;
 * an MRS/MSR hook that returns "handled" for a register Unicorn does not
-  implement re-executes forever; such registers must be left to trap;
+  implement re-executes forever; such registers must be left to trap. For
+  one it implements, "handled" skips the access and Unicorn moves on;
+* writing ``PSTATE`` through ``reg_write`` does not recompute the cached
+  translation flags (current EL, MMU index); a ``CP_REG`` write does, so an
+  exception entry writes ``SPSR_EL1`` *after* ``PSTATE``;
+* ``svc`` reaches the interrupt hook with PC after it, ``brk`` and UNDEFINED
+  instructions with PC on them, ``smc`` with PC after it; an access to an
+  unbacked physical address ends ``emu_start`` with ``UC_ERR_*_UNMAPPED``
+  after the invalid-memory hook saw the physical address, PC on the access;
 * the translation buffer size (``UC_CTL_TCG_BUFFER_SIZE``) only takes
   effect when set before the engine initialises (its first mapping);
-* Unicorn checks for a pending stop after *every* guest load and store and
-  then restores PC to that instruction although it already executed: a
-  ``uc_emu_stop`` that lands there (from another thread, or from inside an
-  MMIO callback) makes the access run twice when emulation resumes -- an
-  MMIO write with side effects (an eject) happens twice, and a load into its
-  own base register (``ldr x0, [x0]``) resumes with a corrupted base. Stops
-  taken at an instruction boundary are exact: the instruction-count limit of
-  ``emu_start`` (checked before each instruction) and a stop requested from
-  the interrupt hook (outside translated code). So :meth:`Engine.run` runs
-  bounded slices and nothing else ever stops a running engine.
+* **the stop hazard**: Unicorn checks for a pending stop after every guest
+  load and store and then restores PC to that instruction although it
+  already executed, so a stop landing there replays the access (an MMIO
+  write twice; ``ldr x0, [x0]`` with a clobbered base).
+  :mod:`~vcpuhp_tcg_unicorn.stops` switches that check off, which leaves
+  only the exact check at the start of each translation block: then
+  :meth:`Engine.request_stop` may be called from any thread, and
+  :meth:`Engine.run` needs no instruction budget. If that is not possible,
+  runs are bounded by an instruction count instead (exact, about 5x slower).
 """
 
 from __future__ import annotations
@@ -41,6 +49,14 @@ from typing import Any, Final, Protocol
 from vcpuhp.errors import BackendError
 from vcpuhp_tcg_unicorn.binding import UcError, arm64, unicorn
 from vcpuhp_tcg_unicorn.binding import const as unicorn_const
+from vcpuhp_tcg_unicorn.mmu import PSTATE_PAN, Regime
+from vcpuhp_tcg_unicorn.stops import enable_block_boundary_stops
+from vcpuhp_tcg_unicorn.syndrome import (
+    VECTOR_IRQ,
+    VECTOR_SYNC,
+    SyncException,
+    vector_base_offset,
+)
 
 PSTATE_I: Final = 1 << 7
 PSTATE_DAIF: Final = 0xF << 6
@@ -50,16 +66,18 @@ PSTATE_EL1H: Final = 0b0101
 RESET_PSTATE: Final = PSTATE_DAIF | PSTATE_EL1H
 """How a vCPU starts (PSCI ``CPU_ON``, boot): EL1h, DAIF masked."""
 SCR_EL3_RW: Final = 1 << 10
-VECTOR_IRQ_CURRENT_SPX: Final = 0x280
-VECTOR_IRQ_CURRENT_SP0: Final = 0x080
-VECTOR_IRQ_LOWER_A64: Final = 0x480
+_SCTLR_SPAN: Final = 1 << 23
 NEVER: Final = 0xFFFF_FFFF_FFFF_FFFF
 """``until`` address of ``emu_start``: never reached (not 4-byte aligned)."""
 
 #: ``(op0, op1, CRn, CRm, op2)`` of registers reached through Unicorn's CP interface.
+Sysreg = tuple[int, int, int, int, int]
 _SCR_EL3: Final = (3, 6, 1, 1, 0)
 _SPSR_EL1: Final = (3, 0, 4, 0, 0)
+_SCTLR_EL1: Final = (3, 0, 1, 0, 0)
+_TCR_EL1: Final = (3, 0, 2, 0, 2)
 _MPIDR_EL1: Final = (3, 0, 0, 0, 5)
+_ID_AA64MMFR1_EL1: Final = (3, 0, 0, 7, 1)
 
 #: Unicorn ``exception_index`` values the interrupt hook can see (QEMU ``EXCP_*``).
 EXCP_UDEF: Final = 1
@@ -98,7 +116,13 @@ class GuestExits(Protocol):
         """Unicorn raised exception ``intno`` (``EXCP_*``); handle it or raise to stop."""
 
     def unmapped(self, access: int, addr: int, size: int) -> None:
-        """The guest touched unmapped memory; the engine stops with an error next."""
+        """The guest touched unbacked physical memory; ``run`` raises ``UcError`` next."""
+
+    def sysreg_read(self, reg: Sysreg) -> int | None:
+        """``MRS`` of ``reg``: its value, or ``None`` to let Unicorn (or a trap) answer."""
+
+    def sysreg_write(self, reg: Sysreg, value: int) -> bool:
+        """``MSR`` of ``reg``: ``True`` if handled (Unicorn then skips the write)."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +148,8 @@ class Engine:
     """A Unicorn AArch64 engine with the machine's memory map.
 
     Created before its vCPU thread starts and closed after that thread was
-    joined; in between only the vCPU thread touches it.
+    joined; in between only the vCPU thread touches it, except
+    :meth:`request_stop`, which any thread may call while it runs.
     """
 
     def __init__(
@@ -136,6 +161,7 @@ class Engine:
         mmio: Sequence[tuple[int, int]],
         mpidr: int,
         exits: GuestExits,
+        block_boundary_stops: bool = True,
     ) -> None:
         if cpu_model not in CPU_MODELS:
             raise BackendError(
@@ -148,6 +174,7 @@ class Engine:
         self._exits = exits
         self._hook_error: BaseException | None = None
         self.closed = False
+        self.ram = ram
         try:
             self.uc: Any = unicorn.Uc(unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM,
                                       getattr(arm64, CPU_MODELS[cpu_model]))
@@ -158,13 +185,17 @@ class Engine:
                 finalizer.atexit = False
             self.uc.ctl_set_tcg_buffer_size(tb_size)
             self.uc.mem_map_ptr(ram.base, ram.size, unicorn_const.UC_PROT_ALL, ram.host_address)
+            self.exact_async_stops = block_boundary_stops and enable_block_boundary_stops(self.uc)
             for base, size in mmio:
                 self.uc.mmio_map(base, size, self._mmio_read, base, self._mmio_write, base)
             self.uc.hook_add(unicorn_const.UC_HOOK_INTR, self._on_interrupt)
             self.uc.hook_add(unicorn_const.UC_HOOK_INSN, self._on_mrs, None, 1, 0,
                              arm64.UC_ARM64_INS_MRS)
+            self.uc.hook_add(unicorn_const.UC_HOOK_INSN, self._on_msr, None, 1, 0,
+                             arm64.UC_ARM64_INS_MSR)
             self.uc.hook_add(unicorn_const.UC_HOOK_MEM_INVALID, self._on_invalid_memory)
             self.tb_size = int(self.uc.ctl_get_tcg_buffer_size())
+            self.has_pan = bool((self.uc.cpr_read(*_ID_AA64MMFR1_EL1) >> 20) & 0xF)
             self.uc.cpr_write(*_SCR_EL3, self.uc.cpr_read(*_SCR_EL3) | SCR_EL3_RW)
             self.uc.reg_write(arm64.UC_ARM64_REG_PSTATE, RESET_PSTATE)
             self._reset_context = self.uc.context_save()
@@ -203,43 +234,61 @@ class Engine:
             self._fail(exc)
 
     def _on_mrs(self, uc: Any, reg: int, cp: Any, _data: Any) -> int:
-        if (cp.op0, cp.op1, cp.crn, cp.crm, cp.op2) == _MPIDR_EL1:
-            try:
-                if reg != arm64.UC_ARM64_REG_XZR:
-                    uc.reg_write(reg, self.mpidr)
-            except BaseException as exc:
-                self._fail(exc)
-            return 1
-        return 0  # Unicorn's own register, or one it lacks (then it traps as UNDEFINED)
+        key = (cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)
+        try:
+            value = self.mpidr if key == _MPIDR_EL1 else self._exits.sysreg_read(key)
+            if value is None:
+                return 0  # Unicorn's own register, or one it lacks (then it traps as UNDEFINED)
+            if reg != arm64.UC_ARM64_REG_XZR:
+                uc.reg_write(reg, value)
+        except BaseException as exc:
+            self._fail(exc)
+        return 1
+
+    def _on_msr(self, _uc: Any, _reg: int, cp: Any, _data: Any) -> int:
+        try:
+            key = (cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)
+            return 1 if self._exits.sysreg_write(key, int(cp.val)) else 0
+        except BaseException as exc:
+            self._fail(exc)
+            return 0
 
     def _on_invalid_memory(
         self, _uc: Any, access: int, addr: int, size: int, _value: int, _data: Any
     ) -> bool:
-        self._exits.unmapped(access, addr, size)
+        try:
+            self._exits.unmapped(access, addr, size)
+        except BaseException as exc:
+            self._fail(exc)
         return False
 
     # -- execution --------------------------------------------------------------------------
 
-    def run(self, max_instructions: int) -> None:
-        """Execute from PC until ``max_instructions`` ran, ``wfi``, or an error (raised).
+    def run(self, max_instructions: int = 0) -> None:
+        """Execute from PC until stopped, ``wfi``, an error (raised), or the budget.
 
-        Runs on the vCPU's own thread only; nothing stops it from outside. An
-        exception raised by a :class:`GuestExits` handler stops the run and is
-        raised here (after an MMIO callback this leaves PC at the accessing
-        instruction; the caller discards such a vCPU's state).
+        ``max_instructions`` 0 runs until :meth:`request_stop` (or ``wfi``, or an
+        exception hook that stops). Runs on the vCPU's own thread only. An
+        exception raised by a :class:`GuestExits` handler ends the run and is
+        raised here; so is Unicorn's ``UcError`` for an unbacked access.
         """
         self._hook_error = None
-        self.uc.emu_start(self.pc, NEVER, 0, max_instructions)
-        error, self._hook_error = self._hook_error, None
+        try:
+            self.uc.emu_start(self.pc, NEVER, 0, max_instructions)
+        finally:
+            error, self._hook_error = self._hook_error, None
         if error is not None:
             raise error
 
-    def stop_from_exception_hook(self) -> None:
-        """End :meth:`run` after the current exception hook returns.
+    def request_stop(self) -> None:
+        """End :meth:`run` at the next block boundary (any thread; see the module notes).
 
-        Only exact when called from the interrupt hook (see the module notes);
-        never call it from an MMIO callback or another thread.
+        Only exact when :attr:`exact_async_stops` is true, or from the interrupt hook.
         """
+        self.uc.emu_stop()
+
+    def stop_from_exception_hook(self) -> None:
+        """End :meth:`run` after the current exception hook returns (always exact)."""
         self.uc.emu_stop()
 
     def reset(self, entry_point: int, args: Sequence[int]) -> None:
@@ -250,6 +299,7 @@ class Engine:
         for n, value in enumerate(args):
             self.set_x(n, value)
         self.uc.reg_write(arm64.UC_ARM64_REG_PSTATE, RESET_PSTATE)
+        self.uc.cpr_write(*_SPSR_EL1, 0)  # rebuilds the cached translation flags
         self.pc = entry_point
 
     def close(self) -> None:
@@ -284,6 +334,11 @@ class Engine:
         """``PSTATE`` as an SPSR value (NZCV, DAIF, M)."""
         return int(self.uc.reg_read(arm64.UC_ARM64_REG_PSTATE))
 
+    @property
+    def at_el0(self) -> bool:
+        """Whether the CPU executes at EL0."""
+        return not (self.pstate >> 2) & 3
+
     def x(self, n: int) -> int:
         """General-purpose register ``xN`` (``n`` = 31 reads the zero register)."""
         return 0 if n == 31 else int(self.uc.reg_read(_x_register(n)))
@@ -293,33 +348,73 @@ class Engine:
         if n != 31:
             self.uc.reg_write(_x_register(n), value & 0xFFFF_FFFF_FFFF_FFFF)
 
+    def register_by_name(self, name: str) -> int:
+        """``x0``-``x30``, ``w0``-``w30`` (zero-extended), ``sp``, ``wsp``, ``xzr``, ``wzr``."""
+        if name in ("xzr", "wzr"):
+            return 0
+        if name in ("sp", "wsp"):
+            value = int(self.uc.reg_read(arm64.UC_ARM64_REG_SP))
+        else:
+            value = self.x(int(name[1:]))
+        return value & 0xFFFF_FFFF if name[0] == "w" else value
+
+    def sysreg(self, reg: Sysreg) -> int:
+        """A system register Unicorn implements, by ``(op0, op1, CRn, CRm, op2)``."""
+        return int(self.uc.cpr_read(*reg))
+
     def instruction_at(self, addr: int) -> int:
-        """The 32-bit instruction word at guest address ``addr``."""
+        """The 32-bit instruction word at guest-physical address ``addr``."""
         return int(struct.unpack("<I", bytes(self.uc.mem_read(addr, 4)))[0])
+
+    def read_physical_u64(self, addr: int) -> int | None:
+        """A u64 of guest-physical memory; ``None`` where nothing is mapped."""
+        try:
+            return int(struct.unpack("<Q", bytes(self.uc.mem_read(addr, 8)))[0])
+        except UcError:
+            return None
+
+    def translation_regime(self) -> Regime:
+        """The registers that govern the EL1&0 translation, as of now."""
+        uc = self.uc
+        return Regime(
+            sctlr=self.sysreg(_SCTLR_EL1), tcr=self.sysreg(_TCR_EL1),
+            ttbr0=int(uc.reg_read(arm64.UC_ARM64_REG_TTBR0_EL1)),
+            ttbr1=int(uc.reg_read(arm64.UC_ARM64_REG_TTBR1_EL1)),
+            pan=bool(self.pstate & PSTATE_PAN),
+        )
 
     def irq_masked(self) -> bool:
         """Whether ``PSTATE.I`` masks IRQs."""
         return bool(self.pstate & PSTATE_I)
 
     def take_irq(self) -> bool:
-        """Enter the guest's IRQ vector as the hardware would; ``False`` if IRQs are masked.
-
-        ``ELR_EL1`` = PC, ``SPSR_EL1`` = PSTATE, PSTATE = EL1h with DAIF masked,
-        PC = ``VBAR_EL1`` + the vector offset for where the CPU was.
-        """
-        pstate = self.pstate
-        if pstate & PSTATE_I:
+        """Enter the guest's IRQ vector as the hardware would; ``False`` if IRQs are masked."""
+        if self.pstate & PSTATE_I:
             return False
-        el, on_sp_elx = (pstate >> 2) & 3, pstate & 1
-        if el == 0:
-            offset = VECTOR_IRQ_LOWER_A64
-        else:
-            offset = VECTOR_IRQ_CURRENT_SPX if on_sp_elx else VECTOR_IRQ_CURRENT_SP0
+        self._enter(VECTOR_IRQ, self.pc)
+        return True
+
+    def take_exception(self, exception: SyncException) -> None:
+        """Enter the guest's synchronous exception vector with ``exception``'s syndrome."""
         uc = self.uc
-        uc.reg_write(arm64.UC_ARM64_REG_ELR_EL1, self.pc)
-        uc.cpr_write(*_SPSR_EL1, pstate)
+        uc.reg_write(arm64.UC_ARM64_REG_ESR_EL1, exception.esr)
+        if exception.far is not None:
+            uc.reg_write(arm64.UC_ARM64_REG_FAR_EL1, exception.far)
+        self._enter(VECTOR_SYNC, exception.return_address)
+
+    def _enter(self, kind: int, return_address: int) -> None:
+        """``ELR_EL1`` = ``return_address``, ``SPSR_EL1`` = PSTATE, EL1h with DAIF masked,
+        PC = ``VBAR_EL1`` + the vector for where the CPU was (Arm ARM ``AArch64.TakeException``).
+        """
+        uc = self.uc
+        pstate = self.pstate
+        offset = vector_base_offset(pstate) + kind
+        el, on_sp_elx = (pstate >> 2) & 3, pstate & 1
+        uc.reg_write(arm64.UC_ARM64_REG_ELR_EL1, return_address)
         new_pstate = (pstate & PSTATE_NZCV) | PSTATE_DAIF | PSTATE_EL1H
-        if on_sp_elx and el == 1:
+        if self.has_pan and (pstate & PSTATE_PAN or not self.sysreg(_SCTLR_EL1) & _SCTLR_SPAN):
+            new_pstate |= PSTATE_PAN  # SCTLR_EL1.SPAN = 0: PAN is set on taking an exception
+        if el == 1 and on_sp_elx:
             uc.reg_write(arm64.UC_ARM64_REG_PSTATE, new_pstate)
         else:  # SP_EL0 was live: bank it and make SP_EL1 live
             sp_el0 = uc.reg_read(arm64.UC_ARM64_REG_SP)
@@ -327,5 +422,5 @@ class Engine:
             uc.reg_write(arm64.UC_ARM64_REG_SP_EL0, sp_el0)
             uc.reg_write(arm64.UC_ARM64_REG_PSTATE, new_pstate)
             uc.reg_write(arm64.UC_ARM64_REG_SP, sp_el1)
+        uc.cpr_write(*_SPSR_EL1, pstate)  # after PSTATE: this also rebuilds the cached flags
         self.pc = int(uc.reg_read(arm64.UC_ARM64_REG_VBAR_EL1)) + offset
-        return True

@@ -1,45 +1,46 @@
 """A vCPU: one Unicorn engine driven by one host thread.
 
-Execution runs in *slices*: ``emu_start`` with an instruction budget
-(:data:`DEFAULT_SLICE`, backend option ``slice-insns``). Between slices, and
-whenever ``wfi`` ends one early, the thread looks at what it was asked to do.
-Nothing ever stops a running engine from outside: Unicorn 2.1.4 makes such a
-stop re-execute the last load or store (see :mod:`~vcpuhp_tcg_unicorn.engine`).
+The thread runs the engine with no instruction budget (``emu_start`` until
+something stops it) and looks at what it was asked to do whenever a run
+ends. Anything that needs the thread's attention -- ``power_off``, ``kick``
+(a new interrupt), pause, unrealize -- updates fields under the vCPU's
+condition and, if the engine is running, *requests a stop*
+(:meth:`Engine.request_stop`). Unicorn is set up so that such a stop lands
+only at a translation-block boundary (:mod:`~vcpuhp_tcg_unicorn.stops`):
+exact, whichever thread asks. A :class:`~vcpuhp_tcg_unicorn.stops.StopRetrier`
+repeats a stop that raced with the start of a run. When exact asynchronous
+stops are not available, runs fall back to instruction-count slices.
 
 Threads and locks (the machine has one ``RLock``; each vCPU has a
 :class:`threading.Condition` of its own):
 
-* Everything that changes what a vCPU thread should do -- ``power_on``,
-  ``power_off``, ``kick``, pause, unrealize -- only updates fields under the
-  vCPU's condition and notifies it. None of it blocks, so the machine may call
-  it with its lock held, from any thread (PSCI ``CPU_ON`` of B runs on A's
-  thread; ``CPU_OFF`` runs on the CPU's own thread inside its ``hvc`` hook).
-  A running vCPU notices at the end of its slice.
+* Requests never block, so the machine may make them with its lock held,
+  from any thread (PSCI ``CPU_ON`` of B runs on A's thread; ``CPU_OFF`` runs
+  on the CPU's own thread inside its ``hvc`` hook).
 * The vCPU thread never holds its condition while it calls the machine, and
   the machine never needs a vCPU's condition to make progress: no lock-order
   cycle.
 * Every call a vCPU thread makes into the machine (MMIO, PSCI, ``ICC_*``,
   ``vcpu_started``, ``vcpu_fault``) takes the machine lock through
   :meth:`UnicornVcpu._call_machine`, which gives up (raising ``_Aborted``)
-  once the vCPU has been powered off or told to exit. So when the machine,
-  holding its lock, unrealizes (joins) a vCPU -- eject runs on the ejecting
-  guest CPU's thread inside its MMIO write -- the target thread is never
-  stuck waiting for that lock: it is idle on its own condition (it is powered
-  off, which eject requires) or it abandons the wait.
+  once the vCPU has been powered off or told to exit; it waits for the lock
+  only while another thread holds it (never on an idle machine).
 * Every power-state change bumps an *epoch*. A hook that went to the machine
   compares epochs when it comes back: if its own vCPU was powered off or reset
-  meanwhile (``CPU_OFF``, ``SYSTEM_RESET``) it ends the slice from the
-  exception hook (an exact stop) and leaves the registers alone.
+  meanwhile (``CPU_OFF``, ``SYSTEM_RESET``) it ends the run from the
+  exception hook and leaves the registers alone.
 * While the machine is paused, a vCPU that completes a machine call inside a
   hook waits there (the access done, the instruction not yet retired) until
   resume, so it executes nothing more.
 
-Interrupts: Unicorn never enters the guest's vector table, so the thread does
-it (:meth:`Engine.take_irq`) between slices when the GIC says the IRQ line is
-up and ``PSTATE.I`` is clear. After ``wfi`` the thread sleeps on its condition
-until a kick (the GIC signals whenever a CPU may have something new); a
-running vCPU takes a new interrupt at the end of its slice, and a masked one
-as soon as a slice ends with ``PSTATE.I`` clear.
+Exceptions: Unicorn never enters the guest's vector table, so the backend
+does, with the syndrome the Arm ARM prescribes (:mod:`~vcpuhp_tcg_unicorn.faults`):
+IRQs between runs when the GIC says the line is up and ``PSTATE.I`` is clear;
+synchronous exceptions from the interrupt hook, or after a run that ended on
+an unbacked physical address. ``hvc #0`` (the PSCI conduit) and the GIC's
+``ICC_*`` registers are emulated instead. After ``wfi`` the thread sleeps on
+its condition, with no timeout, until a kick; the generic timer
+(:mod:`~vcpuhp_tcg_unicorn.timer`) kicks it through the GIC when it expires.
 """
 
 from __future__ import annotations
@@ -60,12 +61,16 @@ from vcpuhp_tcg_unicorn.decode import WFI, SysregAccess, decode_sysreg, hvc_imme
 from vcpuhp_tcg_unicorn.engine import (
     EXCEPTION_NAMES,
     EXCP_HVC,
-    EXCP_SMC,
     EXCP_UDEF,
     Engine,
     RamMapping,
+    Sysreg,
 )
+from vcpuhp_tcg_unicorn.faults import VcpuFault, external_abort, fetch, from_exception
 from vcpuhp_tcg_unicorn.pool import TranslationContext, TranslationContextPool
+from vcpuhp_tcg_unicorn.stops import StopRetrier
+from vcpuhp_tcg_unicorn.syndrome import SyncException, undefined
+from vcpuhp_tcg_unicorn.timer import TIMER_SYSREGS, GenericTimer, TimerService
 
 if TYPE_CHECKING:
     from vcpuhp.machine import VirtMachine
@@ -74,12 +79,15 @@ _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 DEFAULT_SLICE: Final = 100_000
-"""Guest instructions per ``emu_start`` (about a millisecond): the latency of
-interrupts, pause and power-off for a vCPU that is busy (not in ``wfi``)."""
+"""Guest instructions per ``emu_start`` when exact asynchronous stops are not
+available (about a millisecond): then the latency of interrupts, pause and
+power-off for a busy vCPU."""
 LOCK_POLL: Final = 0.02
-"""Seconds between checks for "give up" while waiting for the machine lock."""
+"""Seconds between checks for "give up" while another thread holds the machine lock."""
 JOIN_TIMEOUT: Final = 10.0
 PSCI_IMMEDIATE: Final = 0
+_CVAL_REGISTERS: Final = {0: (3, 3, 14, 3, 2), 1: (3, 3, 14, 2, 2)}
+_EOI_REGISTERS: Final = frozenset({"ICC_EOIR1_EL1", "ICC_DIR_EL1"})
 
 _ACCESS_NAMES: Final = {
     "UC_MEM_READ_UNMAPPED": "read",
@@ -98,16 +106,12 @@ def _access_name(access: int) -> str:
     return f"access type {access}"
 
 
-class VcpuFault(GuestError):
-    """The guest did something the backend cannot emulate; that vCPU stopped."""
-
-
 class _Aborted(Exception):
     """The vCPU was powered off or told to exit while it waited for the machine."""
 
 
 class UnicornVcpu(BackendVcpu):
-    """One slot's engine, host thread and run state."""
+    """One slot's engine, host thread, timers and run state."""
 
     def __init__(
         self,
@@ -119,14 +123,20 @@ class UnicornVcpu(BackendVcpu):
         tb_size: int,
         ram: RamMapping,
         mmio: Sequence[tuple[int, int]],
+        timers: TimerService,
+        retrier: StopRetrier,
         slice_instructions: int = DEFAULT_SLICE,
+        async_stops: bool = True,
     ) -> None:
         super().__init__(slot)
         self._machine = machine
         self._pool = pool
-        self.slice_instructions = slice_instructions
+        self._retrier = retrier
         self.engine = Engine(cpu_model=cpu_model, tb_size=tb_size, ram=ram, mmio=mmio,
-                             mpidr=slot.mpidr, exits=self)
+                             mpidr=slot.mpidr, exits=self, block_boundary_stops=async_stops)
+        self.slice_instructions = 0 if self.engine.exact_async_stops else slice_instructions
+        """Instructions per run; 0 (exact asynchronous stops) runs until stopped."""
+        self.timer = GenericTimer(timers, self._set_timer_line)
         self._cond = threading.Condition()
         # Fields below are guarded by _cond.
         self._powered = False
@@ -136,17 +146,25 @@ class UnicornVcpu(BackendVcpu):
         self._paused = False
         self._kicked = False
         self._in_engine = False
+        self._run_serial = 0
+        self._stop_requested_for = -1
         self._blocked_on_machine = False
         self._held = False
         # Owned by the vCPU thread.
         self._run_epoch = 0
-        self._invalid_access: tuple[int, int, int] | None = None
+        self._hook_stopped = False
+        self._after_run: Callable[[], None] | None = None
+        self._invalid_access: tuple[int, int, int, int] | None = None
+        self._last_taken: SyncException | None = None
+        self._entered_at = -1
         self.thread: threading.Thread | None = None
         self.thread_id: int | None = None
         """Native id of the host thread (QMP ``query-cpus-fast`` ``thread-id``)."""
         self.context: TranslationContext | None = None
         self.irqs_taken = 0
+        self.exceptions_taken = 0
         self.faults = 0
+        self.stops_requested = 0
 
     @property
     def index(self) -> int:
@@ -194,6 +212,7 @@ class UnicornVcpu(BackendVcpu):
             self._powered = False
             self._start = None
             self._epoch += 1
+            self._request_stop()
             self._cond.notify_all()
         thread.join(JOIN_TIMEOUT)
         if thread.is_alive():
@@ -202,8 +221,31 @@ class UnicornVcpu(BackendVcpu):
             )
         self.thread = None
         self.thread_id = None
+        self.timer.reset()
 
     # -- control, from any thread (never blocks) ------------------------------------------
+
+    def _request_stop(self) -> None:
+        """End the current run at its next block boundary (call with ``_cond`` held)."""
+        if not self._in_engine or self._stop_requested_for == self._run_serial:
+            return
+        self._stop_requested_for = self._run_serial
+        if self.slice_instructions:
+            return  # slices: the thread looks at its requests when the slice ends
+        self.stops_requested += 1
+        self.engine.request_stop()
+        if threading.current_thread() is not self.thread:
+            serial = self._run_serial
+            self._retrier.watch(lambda: self._repeat_stop(serial))
+
+    def _repeat_stop(self, serial: int) -> bool:
+        """The retrier's call: stop run ``serial`` again if it is still going."""
+        with self._cond:
+            if not self._in_engine or self._run_serial != serial:
+                return False
+            self._stop_requested_for = serial
+            self.engine.request_stop()
+            return True
 
     def power_on(self, entry_point: int, args: Sequence[int]) -> None:
         """Reset and start at ``entry_point``; the thread reports ``vcpu_started``."""
@@ -213,26 +255,31 @@ class UnicornVcpu(BackendVcpu):
             self._powered = True
             self._start = (entry_point, tuple(args))
             self._epoch += 1
+            self._request_stop()
             self._cond.notify_all()
 
     def power_off(self) -> None:
-        """Stop executing (at the end of the current slice); the thread then waits."""
+        """Stop executing (at the next block boundary); the thread then waits."""
         with self._cond:
             self._powered = False
             self._start = None
             self._epoch += 1
+            self._request_stop()
             self._cond.notify_all()
 
     def kick(self) -> None:
-        """The GIC may have an interrupt for this CPU: wake it from ``wfi``."""
+        """The GIC may have an interrupt for this CPU: wake it from ``wfi`` or stop its run."""
         with self._cond:
             self._kicked = True
+            self._request_stop()
             self._cond.notify_all()
 
     def set_paused(self, paused: bool) -> None:
-        """Hold the vCPU at its next slice end or machine call (``True``), or let it go on."""
+        """Hold the vCPU at its next block boundary or machine call (``True``), or let it go."""
         with self._cond:
             self._paused = paused
+            if paused:
+                self._request_stop()
             self._cond.notify_all()
 
     def wait_until_stopped(self, timeout: float) -> bool:
@@ -284,27 +331,44 @@ class UnicornVcpu(BackendVcpu):
             try:
                 if start is not None:
                     waiting_for_interrupt = False
+                    self.timer.reset()
                     self.engine.reset(*start)
+                    self._last_taken = None
                     self._call_machine(epoch, self._machine.vcpu_started, self.index)
                 if waiting_for_interrupt:
                     if not self._irq_line():
                         continue  # a kick for someone else's benefit: sleep on
                     waiting_for_interrupt = False
-                if self._irq_line() and self.engine.take_irq():
-                    self.irqs_taken += 1
+                masked_irq = False
+                if self._irq_line():
+                    if self.engine.take_irq():
+                        self.irqs_taken += 1
+                    else:
+                        masked_irq = True
                 # WFI completes at once when an interrupt is pending, even a masked one.
-                waiting_for_interrupt = self._run(epoch) and not self._irq_line()
+                waiting_for_interrupt = self._run(epoch, masked_irq) and not self._irq_line()
             except _Aborted:
                 continue
 
-    def _run(self, epoch: int) -> bool:
-        """Run one slice; ``True`` if it ended because the guest executed ``wfi``."""
+    def _run(self, epoch: int, masked_irq: bool = False) -> bool:
+        """Run the engine once; ``True`` if the run ended because the guest executed ``wfi``.
+
+        ``masked_irq``: an interrupt is pending while ``PSTATE.I`` masks it. Nothing
+        reports the guest unmasking (``msr daifclr``, ``eret``), so such a run is
+        stopped again every :data:`~vcpuhp_tcg_unicorn.stops.RETRY_SECONDS` to look.
+        """
         with self._cond:
             if (self._epoch != epoch or self._quit or self._paused or not self._powered
                     or self._kicked):
                 return False
             self._in_engine = True
+            self._run_serial += 1
             self._run_epoch = epoch
+            serial = self._run_serial
+        if masked_irq and not self.slice_instructions:
+            self._retrier.watch(lambda: self._repeat_stop(serial))
+        self._hook_stopped = False
+        self._after_run = None
         error: BaseException | None = None
         try:
             self.engine.run(self.slice_instructions)
@@ -316,23 +380,65 @@ class UnicornVcpu(BackendVcpu):
             with self._cond:
                 self._in_engine = False
                 current = self._epoch == epoch
-                kicked = self._kicked
+                stopped = self._stop_requested_for == self._run_serial
                 self._cond.notify_all()
+        after = self._pop_after_run()
         if error is not None:
             if current:
-                self._fault(epoch, self._explain(error))
+                self._deliver_or_fault(epoch, error)
             return False
-        if not current or kicked:
+        if after is not None and current:
+            try:
+                after()
+            except VcpuFault as exc:
+                self._fault(epoch, exc)
             return False
-        try:
-            # A slice that used up its budget can also end right after a wfi; then the
-            # vCPU waits for the next kick, which is what a spurious-free wfi would do.
-            return self.engine.instruction_at(self.engine.pc - 4) == WFI
-        except UcError:
+        if not current or stopped or self._hook_stopped:
             return False
+        if not self.slice_instructions:
+            return True  # nothing asked this run to end: the guest executed wfi
+        return fetch(self.engine, self.engine.pc - 4) == WFI  # or the slice ran out
+
+    def _pop_after_run(self) -> Callable[[], None] | None:
+        after, self._after_run = self._after_run, None
+        return after
+
+    def _deliver_or_fault(self, epoch: int, error: BaseException) -> None:
+        invalid, self._invalid_access = self._invalid_access, None
+        if isinstance(error, UcError) and invalid is not None:
+            access, addr, _size, pc = invalid
+            fetching = access == unicorn_const.UC_MEM_FETCH_UNMAPPED
+            writing = access == unicorn_const.UC_MEM_WRITE_UNMAPPED
+            try:
+                self._take(external_abort(self.engine, fetching, writing, addr, pc))
+                return
+            except VcpuFault as exc:
+                error = exc
+        self._fault(epoch, self._explain(error, invalid))
+
+    def _take(self, exception: SyncException) -> None:
+        if self._in_fresh_vector():
+            # The previous exception's vector faulted on its first instruction: it would
+            # loop forever (QEMU does); stop the CPU and say why instead.
+            assert self._last_taken is not None
+            raise VcpuFault(self._undeliverable(self._last_taken, exception.what))
+        self.engine.take_exception(exception)
+        self._last_taken, self._entered_at = exception, self.engine.pc
+        self.exceptions_taken += 1
+
+    def _in_fresh_vector(self) -> bool:
+        return self._last_taken is not None and self.engine.pc == self._entered_at
+
+    @staticmethod
+    def _undeliverable(exception: SyncException, why: str) -> str:
+        return (f"cannot deliver {exception.what} (ESR {exception.esr:#x}) from pc "
+                f"{exception.return_address:#x}: its vector faulted ({why})")
 
     def _irq_line(self) -> bool:
         return self._machine.gic.irq_pending(self.index)
+
+    def _set_timer_line(self, intid: int, level: bool) -> None:
+        self._machine.gic.set_ppi(self.index, intid, level)
 
     def _fault(self, epoch: int | None, error: BaseException) -> None:
         with self._cond:
@@ -342,18 +448,19 @@ class UnicornVcpu(BackendVcpu):
             self._start = None
             self._epoch += 1
         self.faults += 1
+        self.timer.reset()
         try:
             self._call_machine(None, self._machine.vcpu_fault, self.index, error)
         except _Aborted:
             _log.warning("CPU %d stopped while exiting: %s", self.index, error)
 
-    def _explain(self, error: BaseException) -> BaseException:
+    def _explain(self, error: BaseException,
+                 invalid: tuple[int, int, int, int] | None) -> BaseException:
         if not isinstance(error, UcError):
             return error  # ours (VcpuFault) or a bug in a hook: the original error
         where = ""
-        if self._invalid_access is not None:
-            access, addr, size = self._invalid_access
-            self._invalid_access = None
+        if invalid is not None:
+            access, addr, size, _pc = invalid
             where = f": {_access_name(access)} of {size} bytes at {addr:#x}"
         try:
             pc = f" (pc {self.engine.pc:#x})"
@@ -374,6 +481,7 @@ class UnicornVcpu(BackendVcpu):
                 self._blocked_on_machine = True
                 self._cond.notify_all()
             try:
+                # Only while another thread holds the lock (it may be joining this one).
                 while not lock.acquire(timeout=LOCK_POLL):
                     self._check_current(epoch)
             finally:
@@ -423,42 +531,85 @@ class UnicornVcpu(BackendVcpu):
         self._guest_access(None, self._machine.mmio_write, addr, size, value, self.index)
 
     def unmapped(self, access: int, addr: int, size: int) -> None:
-        """Remember the access for the fault report that follows."""
-        self._invalid_access = (access, addr, size)
+        """Remember the access and its PC: the run ends and the guest gets an external abort.
+
+        Unicorn synced PC to the accessing instruction before this hook. A read ends
+        the run there; a write is skipped and the rest of its translation block still
+        runs before the run ends, so the abort names the store's PC but the
+        instructions after it in that block have executed (a known inexactness).
+        """
+        self._invalid_access = (access, addr, size, self.engine.pc)
+
+    def sysreg_read(self, reg: Sysreg) -> int | None:
+        """``CNT{V,P}_CTL_EL0`` with a live ``ISTATUS``; Unicorn answers the rest."""
+        timer = TIMER_SYSREGS.get(reg)
+        if timer is not None and timer[1] == "ctl":
+            return self.timer.read_ctl(timer[0])
+        return None
+
+    def sysreg_write(self, reg: Sysreg, value: int) -> bool:
+        """Timer writes arm the deadline; ``TVAL`` is stored as the ``CVAL`` it means."""
+        timer = TIMER_SYSREGS.get(reg)
+        if timer is None:
+            return False
+        which, register = timer
+        cval = self.timer.write(which, register, value)
+        if register == "tval":
+            self.engine.uc.cpr_write(*_CVAL_REGISTERS[which], cval)
+            return True
+        return False  # Unicorn keeps its copy of CTL / CVAL as well
+
+    def _defer(self, action: Callable[[], None]) -> None:
+        """End the run from the exception hook and do ``action`` once ``emu_start`` returned.
+
+        A hook must not write PC: Unicorn then sets ``skip_sync_pc_on_exit``, which
+        stays set for the rest of the run and makes the next stop at a block
+        boundary leave PC stale (the block runs again on resume). So every PC
+        change -- an emulated instruction retiring, an exception entry -- happens
+        between runs.
+        """
+        self._after_run = action
+        self._hook_stopped = True
+        self.engine.stop_from_exception_hook()
+
+    def _resume_at(self, pc: int) -> None:
+        engine = self.engine
+        self._defer(lambda: setattr(engine, "pc", pc))
+
+    def _deliver(self, exception: SyncException) -> None:
+        self._defer(lambda: self._take(exception))
 
     def exception(self, intno: int) -> None:
-        """Emulate ``hvc #0`` (PSCI) and ``ICC_*`` accesses; anything else stops the vCPU."""
+        """Emulate ``hvc #0`` (PSCI) and ``ICC_*``; deliver other exceptions to the guest."""
         engine = self.engine
         pc = engine.pc
         if intno == EXCP_UDEF:
-            word = engine.instruction_at(pc)
-            immediate = hvc_immediate(word)
-            if immediate is not None:
-                self._hvc(immediate, pc, pc + 4)
-                return
-            access = decode_sysreg(word)
-            if access is not None and access.encoding in ICC_SYSREGS:
-                self._icc(access, pc)
-                return
-            what = f" ({access})" if access is not None else ""
-            raise VcpuFault(f"undefined instruction {word:#010x}{what} at pc {pc:#x}")
-        if intno == EXCP_HVC:  # a CPU model that traps HVC itself: PC is already past it
-            immediate = hvc_immediate(engine.instruction_at(pc - 4))
-            self._hvc(immediate if immediate is not None else -1, pc - 4, pc)
+            word = fetch(engine, pc)
+            if word is not None and not engine.at_el0:
+                immediate = hvc_immediate(word)
+                if immediate == PSCI_IMMEDIATE:
+                    self._hvc(pc, pc + 4)
+                    return
+                access = decode_sysreg(word)
+                if access is not None and access.encoding in ICC_SYSREGS:
+                    self._icc(access, pc)
+                    return
+            self._deliver(undefined(pc))
             return
-        if intno == EXCP_SMC:
-            raise VcpuFault(
-                f"smc at pc {pc - 4:#x}: this machine's PSCI conduit is hvc #0 (FADT "
-                "ARM boot flags); smc is not implemented"
-            )
-        name = EXCEPTION_NAMES.get(intno, f"exception {intno}")
-        raise VcpuFault(
-            f"{name} at pc {pc:#x}: synchronous exceptions are not delivered to the guest"
-        )
+        if intno == EXCP_HVC:  # a CPU model that traps HVC itself: PC is already past it
+            if hvc_immediate(fetch(engine, pc - 4) or 0) == PSCI_IMMEDIATE:
+                self._hvc(pc - 4, pc)
+            else:
+                self._deliver(undefined(pc - 4, "hvc (not the PSCI conduit)"))
+            return
+        exception = from_exception(engine, intno)
+        if exception is None:
+            name = EXCEPTION_NAMES.get(intno, f"exception {intno}")
+            raise VcpuFault(f"{name} at pc {pc:#x}: not a synchronous exception the backend "
+                            "can deliver")
+        self._deliver(exception)
 
-    def _hvc(self, immediate: int, pc: int, next_pc: int) -> None:
-        if immediate != PSCI_IMMEDIATE:
-            raise VcpuFault(f"hvc #{immediate} at pc {pc:#x}: the PSCI conduit is hvc #0")
+    def _hvc(self, pc: int, next_pc: int) -> None:
         engine = self.engine
         function_id, *args = (engine.x(n) for n in range(4))
         epoch = self._run_epoch
@@ -470,10 +621,11 @@ class UnicornVcpu(BackendVcpu):
         with self._cond:
             current = self._epoch == epoch
         if not current:  # CPU_OFF, SYSTEM_OFF or SYSTEM_RESET took this vCPU down
+            self._hook_stopped = True
             engine.stop_from_exception_hook()
             return
         engine.set_x(0, to_register(result))
-        engine.pc = next_pc
+        self._resume_at(next_pc)
 
     def _icc(self, access: SysregAccess, pc: int) -> None:
         name = ICC_SYSREGS[access.encoding]
@@ -484,4 +636,6 @@ class UnicornVcpu(BackendVcpu):
         else:
             self._guest_access(None, self._machine.sysreg_write, self.index, name,
                                engine.x(access.rt))
-        engine.pc = pc + 4
+            if name in _EOI_REGISTERS:
+                self.timer.refresh()  # a level-sensitive line still high pends again
+        self._resume_at(pc + 4)

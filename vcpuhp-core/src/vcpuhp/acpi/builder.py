@@ -105,6 +105,14 @@ class AcpiTables:
         self.addresses = addresses
         self.tables = {name: built.get(name) or fixed[name] for name in order}
 
+    def blob(self) -> bytes:
+        """The bytes from :attr:`base` to the end of the last table, gaps zeroed."""
+        area = bytearray(self.size)
+        for name, data in self.tables.items():
+            offset = self.addresses[name] - self.base
+            area[offset : offset + len(data)] = data
+        return bytes(area)
+
     def place(self, memory: GuestMemory, base: int) -> int:
         """Lay the tables out from ``base``, write them into ``memory``; return the RSDP address.
 
@@ -115,9 +123,7 @@ class AcpiTables:
             raise ConfigError(
                 f"ACPI tables ({self.size} bytes at {base:#x}) do not fit in guest RAM"
             )
-        memory.write(base, bytes(self.size))
-        for name, data in self.tables.items():
-            memory.write(self.addresses[name], data)
+        memory.write(base, self.blob())
         return self.addresses["RSDP"]
 
     def dump(self, directory: Path) -> list[Path]:

@@ -3,11 +3,12 @@
 ``vcpuhp run``       build and run a machine, with a monitor on stdin and optional QMP
 ``vcpuhp demo``      the seed hotplug scenario, scripted, showing the masks change
 ``vcpuhp backends``  installed backends, their viability and capabilities
+``vcpuhp plugins``   the plugins a machine would load, from where, their options, failures
 ``vcpuhp acpi dump`` the ACPI tables of a machine, one file per table
 
 One module per concern: :mod:`~vcpuhp.cli.options` (machine options, also in
 QEMU's single-dash spelling), :mod:`~vcpuhp.cli.run`, :mod:`~vcpuhp.cli.commands`
-(demo, backends), :mod:`~vcpuhp.cli.output` (the non-blocking output path),
+(demo, backends, plugins), :mod:`~vcpuhp.cli.output` (the non-blocking output path),
 :mod:`~vcpuhp.cli.terminal` (readline input).
 """
 
@@ -20,9 +21,11 @@ from collections.abc import Sequence
 
 import vcpuhp
 from vcpuhp.cli import commands, run
-from vcpuhp.cli.options import default_accel
+from vcpuhp.cli.options import default_accel, plugin_settings
 from vcpuhp.errors import VcpuhpError
 from vcpuhp.plugins import PluginManager
+
+_log = logging.getLogger("vcpuhp.cli")
 
 
 def _verbose_option(parser: argparse.ArgumentParser, default: object) -> None:
@@ -60,8 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    _log.debug("vcpuhp %s %s", vcpuhp.__version__, " ".join(sys.argv[1:] if argv is None
+                                                          else argv))
     try:
-        plugins = PluginManager()
+        plugins = PluginManager(settings=plugin_settings(args))
         return int(args.func(args, plugins))
     except VcpuhpError as exc:
         print(f"vcpuhp: error: {exc}", file=sys.stderr)

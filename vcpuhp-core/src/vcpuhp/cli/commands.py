@@ -1,4 +1,4 @@
-"""``vcpuhp demo`` and ``vcpuhp backends``."""
+"""``vcpuhp demo``, ``vcpuhp backends`` and ``vcpuhp plugins``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import json
 import sys
 from typing import Any, Final
 
-from vcpuhp.cli.options import HelpFormatter, add_machine_options, build_machine, cooperative_guest
+from vcpuhp.cli.options import (
+    HelpFormatter,
+    add_machine_options,
+    add_plugin_options,
+    build_machine,
+    cooperative_guest,
+)
 from vcpuhp.cli.output import OutputWriter
 from vcpuhp.cli.run import event_printer
 from vcpuhp.plugins import KNOWN_BACKENDS, PluginManager, install_hint
@@ -18,7 +24,7 @@ DEMO_LEGEND: Final = ("Output: 'machine| ' lines are the machine's own view of t
 
 def add_subcommands(sub: argparse._SubParsersAction[Any],
                     parents: list[argparse.ArgumentParser]) -> None:
-    """Register ``demo`` and ``backends``."""
+    """Register ``demo``, ``backends`` and ``plugins``."""
     demo = sub.add_parser("demo", help="script the seed plug/unplug scenario", parents=parents,
                           formatter_class=HelpFormatter)
     add_machine_options(demo)
@@ -28,6 +34,12 @@ def add_subcommands(sub: argparse._SubParsersAction[Any],
     backends = sub.add_parser("backends", help="list installed backends", parents=parents)
     backends.add_argument("--json", action="store_true", help="machine-readable output")
     backends.set_defaults(func=cmd_backends)
+
+    plugins = sub.add_parser("plugins", help="list the plugins a machine would load",
+                             parents=parents)
+    add_plugin_options(plugins)
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.set_defaults(func=cmd_plugins)
 
 
 def cmd_demo(args: argparse.Namespace, plugins: PluginManager) -> int:
@@ -68,4 +80,35 @@ def cmd_backends(args: argparse.Namespace, plugins: PluginManager) -> int:
     return 0
 
 
-__all__ = ["add_subcommands", "cmd_backends", "cmd_demo"]
+def cmd_plugins(args: argparse.Namespace, plugins: PluginManager) -> int:
+    """List the plugins a machine would load; exit status 1 if one failed to load."""
+    infos = plugins.infos()
+    failures = plugins.plugin_failures()
+    if args.json:
+        print(json.dumps({"plugins": [i.as_dict() for i in infos],
+                          "failures": [f.__dict__ for f in failures]}, indent=2))
+        return 1 if failures else 0
+    if not infos:
+        print("no vcpuhp plugins installed (they register in the 'vcpuhp.plugins' "
+              "entry-point group)")
+    for info in infos:
+        print(f"{info.name:<16} {info.status}")
+        if info.entry_point:
+            print(f"    entry point:  {info.entry_point}")
+        if info.distribution:
+            print(f"    distribution: {info.distribution}")
+        if info.module:
+            print(f"    module:       {info.module}")
+        if info.options:
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(info.options.items()))
+            print(f"    options:      {shown}")
+        if info.hooks:
+            print(f"    hooks:        {', '.join(info.hooks)}")
+    for failure in failures:
+        origin = f" ({failure.origin})" if failure.origin else ""
+        print(f"{failure.name}: failed to load{origin}: {failure.error}\n"
+              f"    {failure.advice()}")
+    return 1 if failures else 0
+
+
+__all__ = ["add_subcommands", "cmd_backends", "cmd_demo", "cmd_plugins"]

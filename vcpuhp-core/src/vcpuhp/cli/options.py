@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 from vcpuhp.config import CPU_MODELS, MachineConfig
+from vcpuhp.config_file import ACCEL_ENV, MachineFile, choose_accel, load_machine_file
+from vcpuhp.config_file import parse_accel as parse_accel_text
 from vcpuhp.errors import ConfigError
 from vcpuhp.machine import VirtMachine
+from vcpuhp.plugin_settings import PluginSettings, from_cli
 from vcpuhp.plugins import PluginManager
 
 PREFERRED_BACKENDS: Final = ("tcg-unicorn", "null")
@@ -56,17 +59,7 @@ def default_accel(plugins: PluginManager) -> str:
 
 def parse_accel(text: str) -> tuple[str, dict[str, str]]:
     """``NAME[,key=value...]`` -> backend name and options (``tcg`` means ``tcg-unicorn``)."""
-    name, *pairs = text.split(",")
-    if not name:
-        raise ConfigError(f"-accel {text!r}: give a backend name first (see 'vcpuhp backends')")
-    options: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"-accel: {pair!r} is not key=value")
-        if key in options:
-            raise ConfigError(f"-accel: option {key!r} is given twice")
-        options[key] = value
+    name, options = parse_accel_text(text)
     return ACCEL_ALIASES.get(name, name), options
 
 
@@ -113,14 +106,17 @@ def add_machine_options(parser: argparse.ArgumentParser) -> None:
                         help="CPU topology as QEMU's -smp: "
                              "[cpus=]N,maxcpus=M,sockets=,clusters=,cores=,threads=")
     parser.add_argument("--accel", "-accel", default=None,
-                        help="backend NAME[,opt=value...]; 'tcg' means tcg-unicorn; "
-                             "default: tcg-unicorn if usable here, else null "
-                             "(see 'vcpuhp backends')")
+                        help=f"backend NAME[,opt=value...]; 'tcg' means tcg-unicorn; default: "
+                             f"${ACCEL_ENV}, else the --config file, else tcg-unicorn if "
+                             "usable here, else null (see 'vcpuhp backends')")
     parser.add_argument("--cpu", "-cpu", default="max", choices=CPU_MODELS, help="CPU model")
     parser.add_argument("-m", "--memory", default="256M",
                         help="RAM size, QEMU-style (256M, 1G; a plain number is MiB)")
     parser.add_argument("--kernel", "-kernel", type=Path, default=None,
-                        help="raw or ELF guest image (default: the bundled guest)")
+                        help="arm64 Linux Image (booted with ACPI), or an ELF or raw guest "
+                             "image (default: the bundled guest)")
+    parser.add_argument("--initrd", "-initrd", type=Path, default=None,
+                        help="initial ramdisk for a Linux --kernel")
     parser.add_argument("--append", "-append", default=DEFAULT_GUEST_CMDLINE,
                         help="guest command line")
     parser.add_argument("--name", "-name", default=None, help="machine name (QMP query-name)")
@@ -129,19 +125,47 @@ def add_machine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unplug-timeout", default=None, metavar="SECONDS",
                         help="withdraw a device_del the guest has not answered after this "
                              "long (DEVICE_UNPLUG_GUEST_ERROR); default: wait forever, as QEMU")
+    add_plugin_options(parser)
+
+
+def add_plugin_options(parser: argparse.ArgumentParser) -> None:
+    """The machine-file and plugin options (``run``, ``demo``, ``plugins``)."""
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="machine file (TOML): [accel] and [plugins] / [plugin.NAME]; "
+                             "the command line and the environment override it")
+    parser.add_argument("--plugin", action="append", default=[], metavar="NAME[,key=value...]",
+                        help="load plugin NAME with these options (repeatable)")
+    parser.add_argument("--no-plugin", action="append", default=[], metavar="NAME",
+                        help="do not load plugin NAME, even if it is installed (repeatable)")
+    parser.add_argument("--no-plugin-autoload", action="store_true",
+                        help="load only the plugins named by --plugin or the machine file")
+
+
+def _machine_file(args: argparse.Namespace) -> MachineFile | None:
+    path = getattr(args, "config", None)
+    return load_machine_file(path) if path is not None else None
+
+
+def plugin_settings(args: argparse.Namespace) -> PluginSettings:
+    """The plugins a command's machine loads: the command line over the machine file."""
+    if not hasattr(args, "plugin"):
+        return PluginSettings()
+    cli = from_cli(args.plugin, args.no_plugin, False if args.no_plugin_autoload else None)
+    file = _machine_file(args)
+    return cli.over(file.plugins) if file is not None else cli
 
 
 def build_machine(args: argparse.Namespace, plugins: PluginManager) -> VirtMachine:
     """The machine the parsed options describe (not realized)."""
-    accel, options = parse_accel(args.accel or default_accel(plugins))
+    accel = choose_accel(args.accel, _machine_file(args), lambda: default_accel(plugins))
     timeout = None if args.unplug_timeout is None else parse_unplug_timeout(args.unplug_timeout)
     config = MachineConfig.build(
-        args.smp, cpu=args.cpu, accel=accel, memory=parse_memory(args.memory),
-        kernel=args.kernel, guest_cmdline=args.append, name=args.name,
-        allow_cold_unplug=args.allow_cold_unplug, backend_options=options,
-        unplug_timeout=timeout,
+        args.smp, cpu=args.cpu, accel=ACCEL_ALIASES.get(accel.name, accel.name),
+        memory=parse_memory(args.memory), kernel=args.kernel, initrd=args.initrd,
+        guest_cmdline=args.append, name=args.name, allow_cold_unplug=args.allow_cold_unplug,
+        backend_options=dict(accel.options), unplug_timeout=timeout, plugins=plugins.settings,
     )
-    return VirtMachine(config, plugins=plugins)
+    return VirtMachine(config, plugins=plugins)  # refuses to start if a plugin failed
 
 
 def guest_maxcpus(machine: VirtMachine) -> int | None:
@@ -177,6 +201,7 @@ __all__ = [
     "PREFERRED_BACKENDS",
     "HelpFormatter",
     "add_machine_options",
+    "add_plugin_options",
     "build_machine",
     "cooperative_guest",
     "default_accel",
@@ -185,4 +210,5 @@ __all__ = [
     "parse_accel",
     "parse_memory",
     "parse_qmp",
+    "plugin_settings",
 ]

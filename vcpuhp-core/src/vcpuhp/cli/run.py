@@ -44,15 +44,16 @@ history on a terminal; 'help' lists commands).
 
 It ends, with exit status 0, on: 'quit' in the monitor, QMP 'quit', the
 guest powering off, or SIGINT (Ctrl-C) / SIGTERM / SIGHUP ("terminating on
-signal N"). End of input on stdin ends only the monitor: the machine runs
-on, as QEMU's does with -monitor stdio.
+signal N"); with status 1 when the guest crashes (unless --on-crash pause).
+End of input on stdin ends only the monitor: the machine runs on, as QEMU's
+does with -monitor stdio.
 """
 LEGEND: Final = ("Output: 'guest| ' lines are the guest's console (its PL011 UART), "
                  "'event ' lines are machine events; the monitor's answers are unprefixed.")
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 EventPrinter = Callable[[ev.MachineEvent], None]
 _PRINTED_EVENTS: Final = (ev.DEVICE_DELETED, ev.DEVICE_UNPLUG_GUEST_ERROR, ev.VCPU_FAULT,
-                          ev.SHUTDOWN)
+                          ev.SHUTDOWN, ev.GUEST_PANICKED)
 
 
 def add_subcommand(sub: argparse._SubParsersAction[Any],
@@ -70,6 +71,10 @@ def add_subcommand(sub: argparse._SubParsersAction[Any],
                      help="let --qmp tcp: bind a non-loopback address")
     run.add_argument("--qtest", default=None,
                      help="null backend: serve the guest-side test protocol on unix:PATH")
+    run.add_argument("--on-crash", choices=("poweroff", "pause"), default="poweroff",
+                     help="when a vCPU fault leaves no CPU running (GUEST_PANICKED): exit with "
+                          "status 1 (poweroff) or keep the machine paused for the "
+                          "monitor/QMP (pause, like QEMU's -no-shutdown)")
     run.add_argument("--monitor", "-monitor", choices=("stdio", "none"), default="stdio",
                      help="monitor on stdin, or none (run until the guest powers off, "
                           "QMP quit or a signal)")
@@ -88,12 +93,15 @@ def event_printer(write_line: Callable[[str], None]) -> EventPrinter:
 
 
 class _Ending:
-    """Why the command ends: the first of quit, guest power-off, QMP quit, or a signal."""
+    """Why the command ends: the first of quit, guest power-off or crash (``--on-crash
+    poweroff``), QMP quit, or a signal."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_crash: str = "poweroff") -> None:
         self._event = threading.Event()
+        self._on_crash = on_crash
         self.reason = ""
         self.signal: int | None = None
+        self.panicked = False
 
     def finish(self, reason: str) -> None:
         if not self._event.is_set():
@@ -108,6 +116,9 @@ class _Ending:
     def on_event(self, event: ev.MachineEvent) -> None:
         if event.name == ev.SHUTDOWN:
             self.finish("guest powered off")
+        elif event.name == ev.GUEST_PANICKED and self._on_crash == "poweroff":
+            self.panicked = True
+            self.finish("guest panicked")
 
     def wait(self) -> None:
         self._event.wait()
@@ -119,7 +130,7 @@ class _Ending:
 
 def cmd_run(args: argparse.Namespace, plugins: PluginManager) -> int:
     """Run the machine until quit, guest power-off, QMP quit or a signal; the exit status."""
-    ending = _Ending()
+    ending = _Ending(args.on_crash)
     previous = {sig: signal.signal(sig, ending.on_signal) for sig in _SIGNALS}
     line_input = LineInput(sys.stdin, Monitor.completions()) if args.monitor == "stdio" \
         else None
@@ -152,6 +163,10 @@ def cmd_run(args: argparse.Namespace, plugins: PluginManager) -> int:
             signal.signal(sig, handler)
     if ending.signal is not None:
         print(f"vcpuhp: terminating on signal {ending.signal}", file=sys.stderr)
+    if ending.panicked:
+        print("vcpuhp: the guest crashed (GUEST_PANICKED); exiting with status 1 "
+              "(--on-crash=pause keeps the machine)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -26,6 +26,8 @@ EVENTS: Final[Mapping[str, EventSpec]] = {spec.name: spec for spec in (
     EventSpec(ev.ACPI_DEVICE_OST, (Member("info", "ACPIOSTInfo"),)),
     EventSpec(ev.SHUTDOWN, (Member("guest", "bool"), Member("reason", "ShutdownCause"))),
     EventSpec(ev.RESET, (Member("guest", "bool"), Member("reason", "ShutdownCause"))),
+    EventSpec(ev.GUEST_PANICKED, (Member("action", "GuestPanicAction"),
+                                  Member("info", "GuestPanicInformation", optional=True))),
     EventSpec(ev.STOP),
     EventSpec(ev.RESUME),
     EventSpec("POWERDOWN"),
