@@ -41,13 +41,17 @@ def test_installed_null_backend_is_found_by_entry_point() -> None:
 
 
 def test_unknown_backend_lists_installed_and_how_to_install() -> None:
+    registry = BackendRegistry()  # as installed with only vcpuhp-null
+    registry.add(NullBackend)
     with pytest.raises(BackendNotFound) as info:
-        PluginManager().backends.get("nosuch")
+        registry.get("nosuch")
     message = str(info.value)
     assert "No vcpuhp backend named 'nosuch'" in message
-    assert "Installed backends: null" in message
-    assert ("pip install -e backends/kvm in a vcpuhp source checkout "
-            "(vcpuhp-kvm is not on PyPI yet)") in message
+    assert "Installed backends: null." in message
+    assert ("Known backends you can install: kvm: pip install -e backends/kvm in a vcpuhp "
+            "source checkout (vcpuhp-kvm is not on PyPI yet); tcg-unicorn: pip install -e "
+            "backends/tcg-unicorn in a vcpuhp source checkout (vcpuhp-tcg-unicorn is not on "
+            "PyPI yet).") in message
     assert "'vcpuhp.backends' entry-point group" in message
 
 

@@ -1,22 +1,25 @@
-"""The kvm tests: the ABI test runs everywhere; the native tests only on an arm64 KVM host.
+"""The kvm tests: the ABI and unit tests run everywhere; the others only on an arm64 KVM host.
 
-``test_kvm_native.py`` needs a real arm64 ``/dev/kvm``, which an x86 host never
-has, so it is not collected unless the run targets the kvm backend
-(``pytest --vcpuhp-backend=kvm tests/kvm``, as inside the emulated arm64
-host). When it is collected, a host that cannot run KVM fails it with the
-probe's reason: it is never skipped.
+``test_kvm_native.py`` (the native layer), ``test_kvm_backend.py`` (the
+backend under the machine, with small hand-assembled guests) and
+``test_kvm_guest.py`` (the bundled guest) need a real arm64 ``/dev/kvm``,
+which an x86 host never has, so they are not collected unless the run
+targets the kvm backend (``pytest --vcpuhp-backend=kvm tests/kvm``, as inside
+the emulated arm64 host). When they are collected, a host that cannot run
+KVM fails them with the probe's reason: they are never skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from vcpuhp import MachineConfig, VirtMachine
 from vcpuhp_kvm import HostSupport, Kvm, install_kick_handler, probe
 
-NATIVE_TESTS = {"test_kvm_native.py"}
+NATIVE_TESTS = {"test_kvm_native.py", "test_kvm_backend.py", "test_kvm_guest.py"}
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -40,3 +43,30 @@ def kvm(kvm_host: HostSupport) -> Iterator[Kvm]:
     """An open ``/dev/kvm``."""
     with Kvm() as handle:
         yield handle
+
+
+@pytest.fixture
+def kvm_machine(kvm_host: HostSupport) -> Iterator[Callable[..., VirtMachine]]:
+    """Factory: ``kvm_machine("cpus=4,maxcpus=6", guest_cmdline=...)`` -> realized kvm machine.
+
+    CPU model ``host``. Every machine is shut down at teardown, and the test
+    fails if the backend kept a vCPU fd, a thread, the vGIC or the VM.
+    """
+    made: list[VirtMachine] = []
+
+    def make(smp: str = "cpus=2,maxcpus=4", *, realize: bool = True,
+             **kwargs: object) -> VirtMachine:
+        kwargs.setdefault("cpu", "host")
+        config = MachineConfig.build(smp, accel="kvm", **kwargs)  # type: ignore[arg-type]
+        machine = VirtMachine(config)
+        made.append(machine)
+        if realize:
+            machine.realize()
+        return machine
+
+    yield make
+    for machine in made:
+        machine.shutdown()
+        stats = machine.backend.stats()
+        assert (stats["vcpu_fds"], stats["threads"], stats["vgic"], stats["vm"]) == (
+            0, 0, False, False), stats

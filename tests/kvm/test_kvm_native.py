@@ -42,6 +42,7 @@ from vcpuhp_kvm import (
     regs,
     uapi,
 )
+from vcpuhp_kvm import vgic as vgic_module
 
 RAM_SIZE = 2 * 1024 * 1024
 ENTRY = memmap.RAM_BASE
@@ -378,3 +379,80 @@ def test_an_spi_beyond_the_vgics_irqs_is_refused(machine: Callable[..., Machine]
     with pytest.raises(KvmError) as beyond:
         built.vm.set_spi(NUM_IRQS, True)
     assert beyond.value.errno == errno.EINVAL
+
+
+PL011_STORE_OFFSET = 0x28
+"""``PSCI_UART_PROGRAM`` from here: x2 = PL011, ``strb`` 'A' (a ``KVM_EXIT_MMIO`` store)."""
+
+
+def reset_after_an_unserved_store(built: Machine, *, abandon: bool) -> VcpuExit:
+    """Leave a PL011 store unserved, reset the vCPU as for a CPU_ON, run ``SYSTEM_OFF_PROGRAM``."""
+    boot = built.vcpus[0]
+    assert built.init is not None
+    built.load(PSCI_UART_PROGRAM)
+    built.load(SYSTEM_OFF_PROGRAM, ENTRY + 0x100)
+    built.start(boot, ENTRY + PL011_STORE_OFFSET)
+    assert run_until_exit(boot) == MmioWrite(memmap.UART.base, 1, ord("A"))
+    if abandon:
+        boot.abandon_exit()
+    boot.init(built.init)
+    built.start(boot, ENTRY + 0x100)
+    return run_until_exit(boot)
+
+
+def test_kvm_finishes_an_unserved_mmio_exit_after_a_reset_and_skips_the_first_instruction(
+    machine: Callable[..., Machine],
+) -> None:
+    # KVM_ARM_VCPU_INIT keeps the pending MMIO completion: the next KVM_RUN steps the
+    # new PC past `movz x0, #8`, so x0 = 0x84000000 (PSCI_VERSION), not SYSTEM_OFF
+    exit_ = reset_after_an_unserved_store(machine(1), abandon=False)
+    assert isinstance(exit_, Hypercall)
+    assert exit_.nr == SYSTEM_OFF & ~0xFF
+
+
+def test_an_abandoned_exit_lets_the_reset_vcpu_start_at_its_first_instruction(
+    machine: Callable[..., Machine],
+) -> None:
+    exit_ = reset_after_an_unserved_store(machine(1), abandon=True)
+    assert isinstance(exit_, Hypercall)
+    assert exit_.nr == SYSTEM_OFF
+
+
+GICD_ISENABLER, GICD_ISACTIVER = 0x0100, 0x0300
+GICR_ISENABLER0, GICR_ISACTIVER0 = 0x1_0100, 0x1_0300
+VIRTUAL_TIMER_PPI = 27
+
+
+def test_the_vgic_reset_clears_what_a_guest_left_pending_or_active(
+    machine: Callable[..., Machine],
+) -> None:
+    built = machine(2)
+    vgic = built.vgic
+    assert vgic is not None
+    ged = memmap.spi_intid(memmap.ACPI_GED_SPI)
+    word, bit = 4 * (ged // 32), 1 << (ged % 32)
+    cpu1 = Topology(SmpConfig.parse("cpus=1,maxcpus=2")).slots[1].arch_id
+    # what a guest reset in the middle of its GED handler leaves: the SPI enabled, active
+    # and pending again, the timer PPI active, the CPU's active priority and its enables
+    vgic.set_distributor_register(GICD_ISENABLER + word, bit)
+    vgic.set_distributor_register(GICD_ISACTIVER + word, bit)
+    vgic.set_distributor_register(GICD_ISPENDR + word, bit)
+    vgic.set_redistributor_register(cpu1, GICR_ISENABLER0, 1 << VIRTUAL_TIMER_PPI)
+    vgic.set_redistributor_register(cpu1, GICR_ISACTIVER0, 1 << VIRTUAL_TIMER_PPI)
+    vgic.set_cpu_sysreg(cpu1, vgic_module.ICC_AP1R_EL1[0], 1 << 16)
+    vgic.set_cpu_sysreg(cpu1, vgic_module.ICC_PMR_EL1, 0xF0)
+    vgic.set_cpu_sysreg(cpu1, vgic_module.ICC_IGRPEN1_EL1, 1)
+    assert vgic.spi_pending(ged)
+    assert vgic.redistributor_register(cpu1, GICR_ISACTIVER0) & 1 << VIRTUAL_TIMER_PPI
+    assert vgic.cpu_sysreg(cpu1, vgic_module.ICC_AP1R_EL1[0]) == 1 << 16
+
+    vgic.reset_interrupt_state([cpu1])
+
+    assert vgic.distributor_register(GICD_ISENABLER + word) & bit == 0
+    assert vgic.distributor_register(GICD_ISACTIVER + word) & bit == 0
+    assert not vgic.spi_pending(ged)
+    assert vgic.redistributor_register(cpu1, GICR_ISACTIVER0) == 0
+    assert vgic.redistributor_register(cpu1, GICR_ISENABLER0) == 0xFFFF  # SGIs stay enabled
+    assert [vgic.cpu_sysreg(cpu1, reg) for reg in (
+        vgic_module.ICC_AP1R_EL1[0], vgic_module.ICC_PMR_EL1, vgic_module.ICC_IGRPEN1_EL1,
+    )] == [0, 0, 0]

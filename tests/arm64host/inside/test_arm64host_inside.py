@@ -61,7 +61,7 @@ def test_kvm_creates_a_vm_and_a_vcpu(kvm: int) -> None:
 
 
 @pytest.mark.parametrize("module", ["cffi", "_cffi_backend", "pytest", "pluggy", "stevedore",
-                                    "hypothesis", "libfdt", "qemu.qmp", "vcpuhp"])
+                                    "hypothesis", "libfdt", "qemu.qmp", "fdt", "vcpuhp"])
 def test_the_test_suites_imports_are_available(module: str) -> None:
     importlib.import_module(module)
 

@@ -2,8 +2,9 @@
 
 The top-level package lists live here; their dependency closures are resolved
 by the private apt (:mod:`arm64host.apt`) and pinned in ``resolution.json``,
-so later runs use the same versions without touching the network. qemu.qmp is
-not packaged by Debian: its pure-Python wheel comes from PyPI, pinned by hash.
+so later runs use the same versions without touching the network. qemu.qmp and
+fdt are not packaged by Debian: their pure-Python wheels come from PyPI, pinned
+by hash.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class PinnedWheel:
 WHEELS: Final = (
     PinnedWheel("qemu.qmp", "0.0.6",
                 "5d7c5af0e9de427696e3bf72e333965c3a697929f77f6b7ddc30c989fc7b539b"),
+    # vcpuhp.boot writes the Linux boot device tree with it (vcpuhp-core's dependency).
+    PinnedWheel("fdt", "0.3.3",
+                "6b2fae2e8dfa38e9b0f9666aa001dd25be74e893d293a8d60001438f732e9e47"),
 )
 
 

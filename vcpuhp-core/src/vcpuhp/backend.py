@@ -202,6 +202,9 @@ class AcceleratorBackend(ABC):
     capabilities: ClassVar[BackendCapabilities]
     distribution: ClassVar[str] = ""
     """The PyPI distribution that provides it (used in install hints)."""
+    cpu_models: ClassVar[tuple[str, ...]] = ()
+    """CPU models (:data:`vcpuhp.config.CPU_MODELS`) this backend can run, preferred
+    first; empty means all of them. The CLI picks the first when no ``--cpu`` is given."""
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
         """Take the backend ``options`` (``--accel NAME,key=value``).

@@ -162,6 +162,12 @@ class BackendRegistry:
             raise BackendNotViable(f"backend {name!r} cannot run here: {viability.reason}")
         return cls(options)
 
+    def preferred_cpu_model(self, name: str, default: str = "max") -> str:
+        """The CPU model backend ``name`` prefers (``default`` if it has no preference or is
+        not installed: creating it reports that)."""
+        cls = self._classes.get(name)
+        return cls.cpu_models[0] if cls is not None and cls.cpu_models else default
+
     def describe(self) -> list[dict[str, Any]]:
         """Every registered backend with its viability and capabilities."""
         rows = []

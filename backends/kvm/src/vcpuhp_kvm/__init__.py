@@ -1,12 +1,16 @@
-"""vcpuhp's ``kvm`` accelerator, native layer: Linux KVM on arm64 through cffi (ABI mode).
+"""vcpuhp's ``kvm`` accelerator: Linux KVM on arm64 through cffi (ABI mode).
 
-The fd hierarchy follows rust-vmm's kvm-ioctls: :class:`Kvm` (``/dev/kvm``) →
-:class:`Vm` → :class:`VcpuFd` / :class:`DeviceFd`, one method per ioctl, typed
-exits from :meth:`VcpuFd.run`. :class:`Vgicv3` sets up the in-kernel GICv3,
+:class:`KvmBackend` is the backend (entry point ``kvm`` in ``vcpuhp.backends``),
+:class:`KvmInterruptController` the machine's interrupt controller under it
+(KVM's in-kernel vGICv3). Below them, the native layer: the fd hierarchy
+follows rust-vmm's kvm-ioctls: :class:`Kvm` (``/dev/kvm``) → :class:`Vm` →
+:class:`VcpuFd` / :class:`DeviceFd`, one method per ioctl, typed exits from
+:meth:`VcpuFd.run`. :class:`Vgicv3` sets up the in-kernel GICv3,
 :func:`forward_psci_to_user` installs the SMCCC filter, and :func:`probe` says
 whether this host can run the backend at all.
 """
 
+from vcpuhp_kvm.backend import KvmBackend
 from vcpuhp_kvm.device import DeviceFd
 from vcpuhp_kvm.errors import KvmClosed, KvmError
 from vcpuhp_kvm.exits import (
@@ -21,6 +25,7 @@ from vcpuhp_kvm.exits import (
     UnknownExit,
     VcpuExit,
 )
+from vcpuhp_kvm.irqchip import KvmInterruptController
 from vcpuhp_kvm.kick import KICK_SIGNAL, install_kick_handler
 from vcpuhp_kvm.smccc import PSCI_RANGES, SmcccRange, forward_psci_to_user
 from vcpuhp_kvm.system import Kvm
@@ -40,8 +45,10 @@ __all__ = [
     "InternalError",
     "Interrupted",
     "Kvm",
+    "KvmBackend",
     "KvmClosed",
     "KvmError",
+    "KvmInterruptController",
     "MmioRead",
     "MmioWrite",
     "SmcccRange",

@@ -84,6 +84,19 @@ struct kvm_smccc_filter {
     uint8_t pad[15];
 };
 
+/* asm/kvm.h (arm64): struct kvm_vcpu_events (KVM_GET/SET_VCPU_EVENTS, KVM_CAP_VCPU_EVENTS);
+   ext_dabt_pending needs KVM_CAP_ARM_INJECT_EXT_DABT */
+struct kvm_vcpu_events {
+    struct {
+        uint8_t serror_pending;
+        uint8_t serror_has_esr;
+        uint8_t ext_dabt_pending;
+        uint8_t pad[5];
+        uint64_t serror_esr;
+    } exception;
+    uint32_t reserved[12];
+};
+
 /* asm/ptrace.h (arm64): struct user_pt_regs, the first member of struct kvm_regs */
 struct user_pt_regs {
     uint64_t regs[31];
@@ -189,6 +202,7 @@ STRUCTS = (
     "kvm_create_device",
     "kvm_vcpu_init",
     "kvm_smccc_filter",
+    "kvm_vcpu_events",
     "user_pt_regs",
     "kvm_regs",
     "kvm_run",

@@ -80,6 +80,8 @@ KVM_HAS_DEVICE_ATTR: Final = _IOW(KVMIO, 0xE3, "struct kvm_device_attr")
 # on a vCPU fd
 KVM_RUN: Final = _IO(KVMIO, 0x80)
 KVM_GET_MP_STATE: Final = _IOR(KVMIO, 0x98, "struct kvm_mp_state")
+KVM_GET_VCPU_EVENTS: Final = _IOR(KVMIO, 0x9F, "struct kvm_vcpu_events")
+KVM_SET_VCPU_EVENTS: Final = _IOW(KVMIO, 0xA0, "struct kvm_vcpu_events")
 KVM_SET_MP_STATE: Final = _IOW(KVMIO, 0x99, "struct kvm_mp_state")
 KVM_GET_ONE_REG: Final = _IOW(KVMIO, 0xAB, "struct kvm_one_reg")
 KVM_SET_ONE_REG: Final = _IOW(KVMIO, 0xAC, "struct kvm_one_reg")
@@ -91,6 +93,7 @@ KVM_CAP_IRQCHIP: Final = 0
 KVM_CAP_USER_MEMORY: Final = 3
 KVM_CAP_NR_VCPUS: Final = 9
 KVM_CAP_MP_STATE: Final = 14
+KVM_CAP_VCPU_EVENTS: Final = 41
 KVM_CAP_MAX_VCPUS: Final = 66
 KVM_CAP_ONE_REG: Final = 70
 KVM_CAP_ARM_PSCI: Final = 87
@@ -101,6 +104,7 @@ KVM_CAP_IMMEDIATE_EXIT: Final = 136
 KVM_CAP_ARM_VM_IPA_SIZE: Final = 165
 KVM_CAP_ARM_IRQ_LINE_LAYOUT_2: Final = 174
 KVM_CAP_ARM_NISV_TO_USER: Final = 177
+KVM_CAP_ARM_INJECT_EXT_DABT: Final = 178
 
 # --- linux/kvm.h: exit reasons (kvm_run.exit_reason) ---
 KVM_EXIT_UNKNOWN: Final = 0
@@ -185,7 +189,11 @@ KVM_DEV_ARM_VGIC_GRP_ADDR: Final = 0
 KVM_DEV_ARM_VGIC_GRP_DIST_REGS: Final = 1
 KVM_DEV_ARM_VGIC_GRP_NR_IRQS: Final = 3
 KVM_DEV_ARM_VGIC_GRP_CTRL: Final = 4
+KVM_DEV_ARM_VGIC_GRP_REDIST_REGS: Final = 5
+KVM_DEV_ARM_VGIC_GRP_CPU_SYSREGS: Final = 6
 KVM_DEV_ARM_VGIC_GRP_LEVEL_INFO: Final = 7
+KVM_DEV_ARM_VGIC_V3_MPIDR_SHIFT: Final = 32
+KVM_DEV_ARM_VGIC_SYSREG_INSTR_MASK: Final = 0xFFFF
 KVM_DEV_ARM_VGIC_LINE_LEVEL_INFO_SHIFT: Final = 10
 VGIC_LEVEL_INFO_LINE_LEVEL: Final = 0
 KVM_DEV_ARM_VGIC_CTRL_INIT: Final = 0

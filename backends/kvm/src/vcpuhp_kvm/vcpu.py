@@ -153,6 +153,40 @@ class VcpuFd(KvmFd):
         _syscall.ioctl(self.fd, uapi.KVM_SET_MP_STATE, "KVM_SET_MP_STATE", box,
                        detail=f"vCPU {self.vcpu_id}, state {state}")
 
+    # --- KVM_GET_VCPU_EVENTS / KVM_SET_VCPU_EVENTS (KVM_CAP_VCPU_EVENTS) ----------
+
+    def inject_external_data_abort(self) -> None:
+        """``KVM_SET_VCPU_EVENTS`` with ``ext_dabt_pending``: the guest's last MMIO access aborts.
+
+        Only right after a ``KVM_EXIT_MMIO`` (or ``KVM_EXIT_ARM_NISV``) that user
+        space could not serve, as ``api.rst`` says: the vCPU takes a synchronous
+        external abort at the faulting instruction (FAR = the address). Needs
+        ``KVM_CAP_ARM_INJECT_EXT_DABT``. The MMIO exit is then not completed
+        (:meth:`abandon_exit`, which this calls).
+        """
+        events = new("struct kvm_vcpu_events *")
+        _syscall.ioctl(self.fd, uapi.KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS", events,
+                       detail=f"vCPU {self.vcpu_id}")
+        events.exception.ext_dabt_pending = 1
+        _syscall.ioctl(self.fd, uapi.KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", events,
+                       detail=f"external data abort for vCPU {self.vcpu_id}")
+        self.abandon_exit()
+
+    def abandon_exit(self) -> None:
+        """Make the next ``KVM_RUN`` not finish the last exit (an MMIO access left unserved).
+
+        ``KVM_RUN`` first completes an MMIO exit that ``kvm_run.exit_reason``
+        still names: it loads the data into the register and steps the PC past
+        the access. After a vCPU reset (``KVM_ARM_VCPU_INIT`` for a new
+        ``CPU_ON``) that would skip the new entry point's first instruction;
+        after an injected abort, kernels without "KVM: arm64: Don't retire
+        aborted MMIO instruction" (Linux 6.9, 6.12 has it: measured) would step
+        the PC of the exception entry. Marking the exit done
+        (``KVM_EXIT_UNKNOWN``) prevents both. Only from the vCPU's own thread,
+        between runs.
+        """
+        self._run.exit_reason = uapi.KVM_EXIT_UNKNOWN
+
     # --- KVM_RUN ---------------------------------------------------------------
 
     def run(self) -> VcpuExit:

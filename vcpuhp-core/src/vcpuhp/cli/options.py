@@ -109,7 +109,8 @@ def add_machine_options(parser: argparse.ArgumentParser) -> None:
                         help=f"backend NAME[,opt=value...]; 'tcg' means tcg-unicorn; default: "
                              f"${ACCEL_ENV}, else the --config file, else tcg-unicorn if "
                              "usable here, else null (see 'vcpuhp backends')")
-    parser.add_argument("--cpu", "-cpu", default="max", choices=CPU_MODELS, help="CPU model")
+    parser.add_argument("--cpu", "-cpu", default=None, choices=CPU_MODELS,
+                        help="CPU model (default: the backend's preferred one, else max)")
     parser.add_argument("-m", "--memory", default="256M",
                         help="RAM size, QEMU-style (256M, 1G; a plain number is MiB)")
     parser.add_argument("--kernel", "-kernel", type=Path, default=None,
@@ -158,9 +159,11 @@ def plugin_settings(args: argparse.Namespace) -> PluginSettings:
 def build_machine(args: argparse.Namespace, plugins: PluginManager) -> VirtMachine:
     """The machine the parsed options describe (not realized)."""
     accel = choose_accel(args.accel, _machine_file(args), lambda: default_accel(plugins))
+    name = ACCEL_ALIASES.get(accel.name, accel.name)
+    cpu = args.cpu or plugins.backends.preferred_cpu_model(name)
     timeout = None if args.unplug_timeout is None else parse_unplug_timeout(args.unplug_timeout)
     config = MachineConfig.build(
-        args.smp, cpu=args.cpu, accel=ACCEL_ALIASES.get(accel.name, accel.name),
+        args.smp, cpu=cpu, accel=name,
         memory=parse_memory(args.memory), kernel=args.kernel, initrd=args.initrd,
         guest_cmdline=args.append, name=args.name, allow_cold_unplug=args.allow_cold_unplug,
         backend_options=dict(accel.options), unplug_timeout=timeout, plugins=plugins.settings,
