@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,7 +31,8 @@ def test_dump_writes_one_file_per_table(
     assert args.func(args, None) == 0
     names = {"rsdp", "xsdt", "facp", "dsdt", "apic", "gtdt", "spcr", "pptt"}
     assert {p.name for p in out.iterdir()} == {f"{n}.dat" for n in names}
-    printed = capsys.readouterr().out.splitlines()
+    *printed, hint = capsys.readouterr().out.splitlines()
+    assert hint.startswith("disassemble the tables (not rsdp.dat")
     assert sorted(Path(line.split()[0]).name for line in printed) == sorted(
         f"{n}.dat" for n in names
     )
@@ -64,3 +68,20 @@ def test_the_vcpuhp_command_offers_acpi_dump(tmp_path: Path) -> None:
     cli = pytest.importorskip("vcpuhp.cli")
     assert cli.main(["acpi", "dump", "--smp", "1", "-o", str(tmp_path)]) == 0
     assert (tmp_path / "dsdt.dat").is_file()
+
+
+def test_the_printed_iasl_command_disassembles_every_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8, item 11: the help promised ``iasl -d DIR/*.dat``, which fails on the RSDP."""
+    if shutil.which("iasl") is None:
+        pytest.skip("iasl is not installed (Debian package acpica-tools)")
+    out = tmp_path / "tables"
+    args = _parser().parse_args(["acpi", "dump", "-o", str(out)])
+    assert args.func(args, None) == 0
+    command = capsys.readouterr().out.splitlines()[-1].split(": ", 1)[1]
+    assert command.startswith("iasl -d ") and "rsdp.dat" not in command
+    result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=120,
+                            check=False, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(list(out.glob("*.dsl"))) == 7

@@ -122,16 +122,18 @@ def test_settings_merge_keeps_the_lower_autoload_unless_the_higher_says() -> Non
 def test_run_takes_the_accelerator_and_plugins_from_env_and_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from vcpuhp import cli
+    from vcpuhp import VirtMachine
+    from vcpuhp.cli import build_parser
+    from vcpuhp.cli.options import build_machine, plugin_settings
     from vcpuhp.plugins import PluginManager
 
     machine_file = tmp_path / "m.toml"
     machine_file.write_text('[accel]\nname = "null"\n[accel.options]\ndefer-start = "on"\n'
                             "[plugin.audit-log]\nquota = 2\n")
 
-    def build(*extra: str) -> cli.VirtMachine:
-        args = cli.build_parser().parse_args(["run", "--config", str(machine_file), *extra])
-        return cli._build_machine(args, PluginManager(settings=cli.plugin_settings(args)))
+    def build(*extra: str) -> VirtMachine:
+        args = build_parser().parse_args(["run", "--config", str(machine_file), *extra])
+        return build_machine(args, PluginManager(settings=plugin_settings(args)))
 
     machine = build()
     assert machine.backend.name == "null" and machine.backend.options == {"defer-start": "on"}

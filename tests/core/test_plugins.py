@@ -48,8 +48,10 @@ def test_unknown_backend_lists_installed_and_how_to_install() -> None:
     message = str(info.value)
     assert "No vcpuhp backend named 'nosuch'" in message
     assert "Installed backends: null." in message
-    assert ("Known backends you can install: kvm: pip install vcpuhp-kvm; "
-            "tcg-unicorn: pip install vcpuhp-tcg-unicorn.") in message
+    assert ("Known backends you can install: kvm: pip install -e backends/kvm in a vcpuhp "
+            "source checkout (vcpuhp-kvm is not on PyPI yet); tcg-unicorn: pip install -e "
+            "backends/tcg-unicorn in a vcpuhp source checkout (vcpuhp-tcg-unicorn is not on "
+            "PyPI yet).") in message
     assert "'vcpuhp.backends' entry-point group" in message
 
 

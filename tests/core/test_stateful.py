@@ -75,10 +75,9 @@ class HotplugModel(RuleBasedStateMachine):
             target = self.machine.vcpus[index].qom_path if index < COLD else "nosuch"
             self._refused(lambda: self.machine.device_del(target))
             return
-        if index in self.requested:
-            self._refused(lambda: self.machine.device_del(self.ids[index]))
-            return
+        # A repeated request asks the guest again (as QEMU): the remove event is set anew.
         self.machine.device_del(self.ids[index])
+        assert self.machine.vcpus[index].remove_pending
         self.requested.add(index)
 
     @rule()

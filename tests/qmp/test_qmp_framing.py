@@ -53,3 +53,27 @@ def test_decode_rejects_what_qemus_parser_rejects(text: bytes, desc: str) -> Non
 
 def test_decode_accepts_unicode_and_escapes() -> None:
     assert decode('{"id": "c\\u00e9 ✓"}'.encode()) == {"id": "cé ✓"}
+
+
+@pytest.mark.parametrize("byte", [b",", b"\x0b", b"\x0c"])
+def test_a_stray_top_level_byte_is_one_error_not_endless_empty_frames(byte: bytes) -> None:
+    """Issue 8, item 1: these bytes made the splitter emit empty frames forever."""
+    splitter = MessageSplitter()
+    frames = splitter.feed(b'{"execute": "query-status"}' + byte + b'\n{"execute": "b"}\n')
+    assert frames[0] == b'{"execute": "query-status"}'
+    assert frames[-1] == b'{"execute": "b"}'
+    assert len(frames) == 3, frames
+    assert b"" not in frames
+    assert splitter.pending == 0
+
+
+def test_a_comma_between_requests_is_reported_and_the_next_request_kept() -> None:
+    frames = MessageSplitter().feed(b'{"a": 1},{"b": 2}\n')
+    assert frames == [b'{"a": 1}', FramingError("JSON parse error, stray ','"), b'{"b": 2}']
+
+
+@pytest.mark.parametrize("number", [b"1e999", b"-1e999", b"1E400"])
+def test_a_number_beyond_a_double_is_a_parse_error_not_infinity(number: bytes) -> None:
+    """Issue 8, item 5: ``"id": 1e999`` was echoed as ``Infinity``, which is not JSON."""
+    with pytest.raises(QmpError, match="out of range"):
+        decode(b'{"execute": "query-status", "id": ' + number + b"}")

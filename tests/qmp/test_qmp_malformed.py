@@ -71,11 +71,15 @@ def test_bad_request_members(raw_client: RawFactory, request_: dict[str, object]
 
 
 @pytest.mark.parametrize(("arguments", "desc"), [
-    ({"driver": "max-arm-cpu", "id": "core4", "core-id": "4"},
-     "Invalid parameter type for 'core-id', expected: integer"),
-    ({"driver": "max-arm-cpu", "id": "core4", "core-id": 4.0},
-     "Invalid parameter type for 'core-id', expected: integer"),
+    ({"driver": "max-arm-cpu", "id": "core4", "core-id": "4x"},
+     "Parameter 'core-id' expects integer"),
+    ({"driver": "max-arm-cpu", "id": "core4", "core-id": 4.5},
+     "Parameter 'core-id' expects integer"),
     ({"driver": "max-arm-cpu", "id": "core4", "core-id": 2**64},
+     "Parameter 'core-id' expects integer"),
+    ({"driver": "max-arm-cpu", "id": "core4", "core-id": 2**40},
+     "Parameter 'core-id' expects int32"),
+    ({"driver": "max-arm-cpu", "id": "core4", "core-id": True},
      "Invalid parameter type for 'core-id', expected: integer"),
     ({"driver": "max-arm-cpu", "id": "core4", "core-id": 4, "socket-id": None},
      "Invalid parameter type for 'socket-id', expected: integer"),
@@ -225,3 +229,30 @@ def test_a_client_that_never_reads_is_dropped_not_buffered_forever(
     assert server.client_count == 0, "the deaf client was disconnected"
     assert machine.events.flush(timeout=60), "the flood was delivered"
     assert_usable(raw_client())
+
+
+@pytest.mark.parametrize("byte", [b",", b"\x0b", b"\x0c"])
+def test_one_stray_byte_does_not_hang_the_server(raw_client: RawFactory, byte: bytes) -> None:
+    """Issue 8, item 1: the server thread spun on a top-level ',' and answered nobody."""
+    client = raw_client()
+    other = raw_client()
+    client.send(b'{"execute": "query-status", "id": 1}' + byte + b"\n")
+    assert client.reply()["id"] == 1
+    assert client.reply()["error"]["desc"].startswith("JSON parse error")
+    assert_usable(client)
+    assert_usable(other)
+
+
+def test_an_infinite_id_is_refused_and_the_reply_is_json(raw_client: RawFactory) -> None:
+    """Issue 8, item 5: the reply echoed ``Infinity``; now it is a parse error."""
+    client = raw_client()
+    client.send(b'{"execute": "query-status", "id": 1e999}\n')
+    client.sock.settimeout(TIMEOUT)
+    line = b""
+    while not line.endswith(b"\n"):
+        line += client.sock.recv(1)
+    assert b"Infinity" not in line
+    reply = json.loads(line)
+    assert reply == {"error": {"class": "GenericError",
+                               "desc": "JSON parse error, number 1e999 is out of range"}}
+    assert_usable(client)

@@ -42,9 +42,8 @@ def test_two_clients_racing_device_add_on_one_slot(
                 execute(first, "device_del", {"id": winners[0]}),
                 execute(second, "device_del", {"id": winners[0]}),
                 return_exceptions=True)
-            errors = [r for r in results if isinstance(r, ExecuteError)]
-            assert results.count({}) == 1 and len(errors) == 1, results
-            assert "already in the process of unplug" in str(errors[0])
+            # Both succeed: the second asks the guest again (as QEMU), one eject follows.
+            assert results == [{}, {}], results
             guest.handle_hotplug()
             assert not machine.vcpus[5].enabled
             machine.check_invariants()

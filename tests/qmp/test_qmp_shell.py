@@ -25,10 +25,10 @@ PROMPT = "(QEMU) "
 class Shell:
     """``python -m qemu.qmp.qmp_shell PATH`` with its stdout read on a thread."""
 
-    def __init__(self, path: str, home: Path) -> None:
+    def __init__(self, path: str, home: Path, *flags: str) -> None:
         env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "qemu.qmp.qmp_shell", path],
+            [sys.executable, "-m", "qemu.qmp.qmp_shell", *flags, path],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, env=env,
         )
@@ -123,3 +123,26 @@ def test_qmp_shell_plugs_and_unplugs_a_cpu(
     assert missing["error"]["class"] == "DeviceNotFound"
     assert shell.close() == 0
     machine.check_invariants()
+
+
+def test_qmp_shell_hmp_mode_drives_the_monitor(
+    qmp_path: str, tmp_path: Path, machine: VirtMachine
+) -> None:
+    """``qmp-shell -H`` (issue 8, item 12): it asks for 'help' and 'info' on connect, then
+    tunnels every line through human-monitor-command to the monitor the CLI uses."""
+    shell = Shell(qmp_path, tmp_path, "-H")
+    try:
+        assert shell.line() == "Welcome to the HMP shell!"
+        assert shell.line().startswith("Connected to QEMU 9.2.0")
+        shell.send("info status")
+        while "VM status" not in (text := shell.line()):
+            pass
+        assert text.endswith("VM status: running")
+        shell.send("device_add max-arm-cpu,id=core4,core-id=4")
+        while "plugged" not in (text := shell.line()):
+            pass
+        assert "CPU 4 plugged as /machine/peripheral/core4" in text
+        assert machine.vcpus[4].device_id == "core4"
+        assert shell.close() == 0
+    finally:
+        shell.kill()

@@ -52,6 +52,11 @@ class MachineConfig:
     """Initial ramdisk for a Linux kernel."""
     guest_cmdline: str = ""
     backend_options: Mapping[str, str] = field(default_factory=dict)
+    unplug_timeout: float | None = None
+    """Seconds the guest gets to eject a CPU after ``device_del`` before the request is
+    withdrawn (``DEVICE_UNPLUG_GUEST_ERROR``); ``None`` waits forever, as QEMU."""
+    name: str | None = None
+    """The machine's name (QEMU ``-name``; QMP ``query-name``)."""
     plugins: PluginSettings = field(default_factory=PluginSettings)
     """Which installed plugins this machine loads, with their options."""
 
@@ -65,6 +70,13 @@ class MachineConfig:
             raise ConfigError(
                 f"memory size {self.memory_size} is out of range "
                 f"{16 * memmap.MiB}-{max_ram} bytes (16M-255G)"
+            )
+        if self.unplug_timeout is not None and not (
+            isinstance(self.unplug_timeout, int | float) and self.unplug_timeout > 0
+        ):
+            raise ConfigError(
+                f"unplug timeout {self.unplug_timeout!r} is invalid; give a positive number "
+                "of seconds (or none to wait forever)"
             )
         if self.memory_size % (64 * memmap.KiB):
             raise ConfigError(f"memory size {self.memory_size} must be a multiple of 64K")

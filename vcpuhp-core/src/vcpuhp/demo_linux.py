@@ -39,19 +39,11 @@ def preferred_accel(plugins: PluginManager, fallback: str) -> str:
     return fallback
 
 
-def _print_guest(out: TextIO) -> ev.Listener:
-    def on_event(event: ev.MachineEvent) -> None:
-        if event.name == ev.CONSOLE:
-            print(f"guest| {event.data['line']}", file=out, flush=True)
-        elif event.name in (ev.DEVICE_DELETED, ev.DEVICE_UNPLUG_GUEST_ERROR, ev.VCPU_FAULT,
-                            ev.GUEST_PANICKED, ev.RESET):
-            data = ", ".join(f"{k}={v}" for k, v in event.data.items() if v is not None)
-            print(f"event {event.name} {data}", file=out, flush=True)
-    return on_event
-
-
 def run_linux_demo(machine: VirtMachine, out: TextIO, cycles: int = 1) -> int:
     """Realize ``machine`` (booting Linux with the test userland) and run the scenario.
+
+    The guest's console lines are the caller's to print (subscribe a printer
+    before calling: the steps printed here then follow the lines they waited for).
 
     0 on success; 1, with the reason printed, when Linux did not answer (a
     panic, a timeout) or a step was refused. :class:`ConfigError` before anything
@@ -73,7 +65,6 @@ def run_linux_demo(machine: VirtMachine, out: TextIO, cycles: int = 1) -> int:
     print(f"demo: Linux {kernel} with the test userland on {machine.backend.name}, "
           f"-smp {machine.config.smp}, guest '{machine.config.guest_cmdline}'",
           file=out, flush=True)
-    machine.events.subscribe(_print_guest(out))
     console = UserlandConsole.attach(machine)
     try:
         started = time.perf_counter()

@@ -4,11 +4,17 @@ An ELF image is validated completely before anything is written to RAM: a
 truncated or inconsistent file is a :class:`~vcpuhp.errors.ConfigError` that
 names the file and the problem, and leaves RAM untouched. The symbol table is
 optional; a malformed one is ignored (with a warning) and the image still loads.
+
+Only a regular file no larger than guest RAM is read (:func:`read_image`):
+``/dev/zero`` or a FIFO is refused at once instead of being read without end
+or blocking start-up.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +62,7 @@ def load_image(path: Path, memory: GuestMemory, load_address: int) -> LoadedImag
     Raises :class:`ConfigError` when the file cannot be read, is a malformed
     ELF, or does not fit in guest RAM (an ELF's entry point must be in RAM too).
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read kernel image {path}: {exc.strerror}") from None
+    data = read_image(path, memory.size)
     if data[:4] == _ELF_MAGIC:
         return _load_elf(path, data, memory)
     if not memory.contains(load_address, max(len(data), 1)):
@@ -68,6 +71,46 @@ def load_image(path: Path, memory: GuestMemory, load_address: int) -> LoadedImag
         )
     memory.write(load_address, data)
     return LoadedImage(path, load_address, load_address, load_address + len(data), {})
+
+
+def read_image(path: Path, limit: int) -> bytes:
+    """The bytes of the image file ``path``, which must be a regular file of at most
+    ``limit`` bytes (guest RAM); :class:`ConfigError` otherwise.
+
+    The file is opened without blocking, so a FIFO with no writer is refused
+    rather than waited on.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigError(f"cannot read kernel image {path}: {exc.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ConfigError(
+            f"kernel image {path} is not a regular file ({_file_kind(info.st_mode)}); "
+            "give an ELF or raw image file"
+        )
+    with os.fdopen(fd, "rb") as file:
+        if info.st_size > limit:
+            raise ConfigError(
+                f"kernel image {path} ({info.st_size} bytes) is larger than guest RAM "
+                f"({limit} bytes)"
+            )
+        try:
+            data = file.read(limit + 1)
+        except OSError as exc:
+            raise ConfigError(f"cannot read kernel image {path}: {exc.strerror}") from None
+    if len(data) > limit:  # it grew while we read it
+        raise ConfigError(f"kernel image {path} is larger than guest RAM ({limit} bytes)")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def _ram(memory: GuestMemory) -> str:

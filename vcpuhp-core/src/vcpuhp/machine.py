@@ -28,8 +28,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import re
 import threading
+from collections import deque
 from enum import Enum
 from typing import Any, Final
 
@@ -59,11 +61,14 @@ from vcpuhp.parking import ParkedVcpus
 from vcpuhp.plugins import PluginManager
 from vcpuhp.psci_firmware import PsciFirmware
 from vcpuhp.topology import Topology
+from vcpuhp.unplug_watchdog import UnplugWatchdog
 from vcpuhp.vcpu import Vcpu, VcpuState
 
 _log = logging.getLogger(__name__)
 _ID_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
 _CPU_PROPS: Final = ("socket-id", "cluster-id", "core-id", "thread-id")
+CONSOLE_LINES: Final = 1000
+"""Console lines :attr:`VirtMachine.console` keeps (the oldest go first)."""
 OST_EVENT_EJECT_REQUEST: Final = 0x03
 OST_STATUS_SUCCESS: Final = 0x00
 OST_STATUS_EJECT_IN_PROGRESS: Final = 0x84
@@ -134,8 +139,14 @@ class VirtMachine:
         self.entry_point = 0
         self.boot_args: tuple[int, ...] = (memmap.CMDLINE_ADDR, 0)
         """``x0``, ``x1``, ... the boot CPU starts with (set by the boot protocol)."""
-        self.console: list[str] = []
+        self.console: deque[str] = deque(maxlen=CONSOLE_LINES)
+        """The guest's last :data:`CONSOLE_LINES` console lines (every line is also a
+        ``CONSOLE`` event)."""
         self._lock = threading.RLock()
+        self.unplug_watchdog = UnplugWatchdog(self._unplug_timed_out)
+        self._unplug_requests = 0
+        self._unplug_request_of: dict[int, int] = {}
+        """CPU index -> the ``device_del`` request pending for it."""
         self._released = False
         """:meth:`shutdown` ran (the guest's SYSTEM_OFF only stops the CPUs)."""
 
@@ -311,6 +322,7 @@ class VirtMachine:
                        and v.state in (VcpuState.ONLINE, VcpuState.ON_PENDING)]
             realized = [v.handle for v in self.vcpus
                         if v.handle is not None and v.handle.realized]
+        self.unplug_watchdog.close()  # outside the lock: its thread may be waiting for it
         errors: list[VcpuhpError] = []
 
         def step(fn: Any, *args: Any) -> None:
@@ -477,13 +489,22 @@ class VirtMachine:
                 return vcpu
         raise DeviceNotFound(f"Device '{device_id}' not found")
 
-    def device_del(self, id: str) -> Vcpu:
+    def device_del(self, id: str, *, timeout: float | None = None) -> Vcpu:
         """Request removal of a plugged CPU (QMP ``device_del``).
 
         Only *requests*: sets the remove event and raises the GED interrupt.
         Completion is the ``DEVICE_DELETED`` event after the guest has taken
-        the CPU offline and ejected it.
+        the CPU offline and ejected it. Asking again while a request is
+        pending asks the guest again (as QEMU does for ACPI CPU hotplug).
+
+        :param timeout: seconds the guest gets to eject the CPU; then the
+            request is withdrawn as by :meth:`cancel_unplug`. ``None`` means
+            :attr:`MachineConfig.unplug_timeout` (by default none: wait
+            forever, as QEMU); ``math.inf`` waits forever whatever the config.
         """
+        if timeout is not None and not timeout > 0:
+            raise DeviceError(f"device_del timeout must be a positive number of seconds, "
+                              f"not {timeout!r}")
         with self._lock:
             self._require_running("device_del")
             vcpu = self.find_device(id)
@@ -494,16 +515,56 @@ class VirtMachine:
                     f"CPU {vcpu.slot.index} ({id}) was enabled at boot; unplugging cold-booted "
                     "CPUs is disabled (policy allow_cold_unplug)"
                 )
-            if vcpu.unplug_requested:
-                raise DeviceError(f"Device {id} is already in the process of unplug")
             reason = self.ask("vcpuhp_device_del_allowed", vcpu=vcpu)
             if reason is not None:
                 raise PolicyRefused(f"device_del refused by policy: {reason}")
             vcpu.remove_pending = vcpu.unplug_requested = True
+            self._unplug_requests += 1
+            self._unplug_request_of[vcpu.slot.index] = self._unplug_requests
+            wait = self.config.unplug_timeout if timeout is None else timeout
+            if wait is not None and math.isfinite(wait):
+                self.unplug_watchdog.arm(vcpu.slot.index, self._unplug_requests, wait)
+            else:
+                self.unplug_watchdog.disarm(vcpu.slot.index)
             self.ged.signal(GED_EVENT_CPU_HOTPLUG)
             self.events.emit(ev.CPU_UNPLUG_REQUESTED, device=vcpu.device_id,
                              path=vcpu.qom_path, cpu_index=vcpu.slot.index)
             return vcpu
+
+    def cancel_unplug(self, id: str) -> Vcpu:
+        """Withdraw a pending ``device_del`` the guest has not answered.
+
+        The remove event is cleared (a later guest scan does not see it),
+        ``DEVICE_UNPLUG_GUEST_ERROR`` is emitted, and the CPU stays plugged,
+        enabled and known by its id. What the guest already did stays done: a
+        CPU it took offline stays offline until it calls ``CPU_ON`` again.
+        :class:`DeviceError` when no unplug of ``id`` is pending.
+        """
+        with self._lock:
+            self._require_running("cancel an unplug")
+            vcpu = self.find_device(id)
+            if not vcpu.unplug_requested:
+                raise DeviceError(f"Device {id} has no unplug pending; nothing to cancel")
+            self._withdraw_unplug(vcpu)
+            return vcpu
+
+    def _withdraw_unplug(self, vcpu: Vcpu) -> None:
+        vcpu.remove_pending = vcpu.fw_remove = vcpu.unplug_requested = False
+        self._unplug_request_of.pop(vcpu.slot.index, None)
+        self.unplug_watchdog.disarm(vcpu.slot.index)
+        self.events.emit(ev.DEVICE_UNPLUG_GUEST_ERROR, device=vcpu.device_id,
+                         path=vcpu.qom_path)
+
+    def _unplug_timed_out(self, index: int, request: int) -> None:
+        """The watchdog: the guest did not eject in time (a later request supersedes)."""
+        with self._lock:
+            vcpu = self.vcpus[index]
+            if (self._released or not vcpu.unplug_requested
+                    or self._unplug_request_of.get(index) != request):
+                return
+            _log.warning("CPU %d (%s) was not ejected in time; unplug request withdrawn",
+                         index, vcpu.device_id)
+            self._withdraw_unplug(vcpu)
 
     # -- HotplugController: called by the register block -----------------------------------
 
@@ -543,6 +604,8 @@ class VirtMachine:
             vcpu.device_id = None
             vcpu.insert_pending = vcpu.remove_pending = vcpu.fw_remove = False
             vcpu.unplug_requested = False
+            self._unplug_request_of.pop(index, None)
+            self.unplug_watchdog.disarm(index)
             self.events.emit(ev.DEVICE_DELETED, device=device_id, path=path, cpu_index=index)
             self.notify("vcpuhp_cpu_unplugged", vcpu=vcpu, device_id=device_id)
 
@@ -571,6 +634,8 @@ class VirtMachine:
         if (event == OST_EVENT_EJECT_REQUEST and vcpu.unplug_requested
                 and status not in (OST_STATUS_SUCCESS, OST_STATUS_EJECT_IN_PROGRESS)):
             vcpu.unplug_requested = False
+            self._unplug_request_of.pop(index, None)
+            self.unplug_watchdog.disarm(index)
             self.events.emit(ev.DEVICE_UNPLUG_GUEST_ERROR, device=vcpu.device_id,
                              path=vcpu.qom_path)
 
@@ -641,12 +706,18 @@ class VirtMachine:
     # -- guest accesses (executing backends and the null test driver) --------------------------
 
     def mmio_read(self, addr: int, size: int, cpu: int | None = None) -> int:
-        """A guest read of ``size`` (1, 2, 4, 8) bytes at guest-physical ``addr``."""
+        """A guest read of ``size`` (1, 2, 4, 8) bytes at guest-physical ``addr``.
+
+        The result always fits in ``size`` bytes: a narrower read of a wider
+        register gives its low bytes (a device model answering with the whole
+        register would otherwise leak bits into the guest's destination).
+        """
         check_access(addr, size)
+        mask = (1 << (8 * size)) - 1
         if self.bus.owned_by_irqchip(addr):
-            return self.irqchip.mmio_read(addr, size)
+            return self.irqchip.mmio_read(addr, size) & mask
         with self._lock:
-            return self.bus.read(addr, size)
+            return self.bus.read(addr, size) & mask
 
     def mmio_write(self, addr: int, size: int, value: int, cpu: int | None = None) -> None:
         """A guest write of ``size`` bytes of ``value`` at guest-physical ``addr``.

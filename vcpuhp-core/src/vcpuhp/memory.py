@@ -1,12 +1,22 @@
-"""Guest RAM: one host buffer that every backend maps."""
+"""Guest RAM: one host buffer that every backend maps.
+
+RAM is reserved when the machine is realized, not checked in advance: like
+QEMU, a size larger than the host has may still work when the kernel
+overcommits (pages are only used when the guest touches them). When the
+host refuses the mapping, the error is a :class:`~vcpuhp.errors.ConfigError`
+naming the size asked for and what the host says is available.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import mmap
+from pathlib import Path
 
 from vcpuhp import memmap
-from vcpuhp.errors import GuestError
+from vcpuhp.errors import ConfigError, GuestError
+
+_MEMINFO = Path("/proc/meminfo")
 
 
 class GuestMemory:
@@ -17,7 +27,14 @@ class GuestMemory:
             raise ValueError(f"RAM size {size} must be a positive multiple of {mmap.PAGESIZE}")
         self.base = base
         self.size = size
-        self.buffer = mmap.mmap(-1, size)
+        try:
+            self.buffer = mmap.mmap(-1, size)
+        except (OSError, OverflowError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError(
+                f"cannot reserve {format_size(size)} of guest RAM: {reason}; "
+                f"{host_memory_summary()}. Use a smaller -m"
+            ) from None
         self._anchor = ctypes.c_char.from_buffer(self.buffer)
 
     @property
@@ -59,3 +76,27 @@ class GuestMemory:
         """Release the buffer."""
         del self._anchor
         self.buffer.close()
+
+
+def format_size(size: int) -> str:
+    """``size`` bytes in the largest binary unit that divides it (``64G``, ``1536M``)."""
+    for unit, scale in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return f"{size} bytes"
+
+
+def host_memory_summary() -> str:
+    """What the host has, from ``/proc/meminfo`` (Linux), e.g. ``the host has 22G
+    available of 23G (no swap)``; a plain phrase where that cannot be read."""
+    try:
+        fields = dict(
+            (line.split(":")[0], int(line.split()[1]) * 1024)
+            for line in _MEMINFO.read_text().splitlines() if line.endswith("kB")
+        )
+        available, total = fields["MemAvailable"], fields["MemTotal"]
+    except (OSError, KeyError, ValueError, IndexError):
+        return "the host's free memory could not be read"
+    swap = fields.get("SwapTotal", 0)
+    swap_text = f"{swap >> 30}G swap" if swap else "no swap"
+    return f"the host has {available >> 30}G available of {total >> 30}G ({swap_text})"

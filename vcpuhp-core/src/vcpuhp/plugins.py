@@ -57,6 +57,16 @@ KNOWN_BACKENDS: Final = {
 }
 
 
+def install_hint(name: str) -> str:
+    """How to install the known backend ``name``.
+
+    Its distribution is not on any package index yet, so the hint installs it
+    from a vcpuhp source checkout, where it lives in ``backends/<name>``.
+    """
+    return (f"pip install -e backends/{name} in a vcpuhp source checkout "
+            f"({KNOWN_BACKENDS[name]} is not on PyPI yet)")
+
+
 @dataclass(frozen=True)
 class LoadFailure:
     """An entry point (or plugin) that could not be loaded."""
@@ -183,7 +193,7 @@ class BackendRegistry:
         lines = [f"No vcpuhp backend named {name!r}. Installed backends: {installed}."]
         missing = {n: d for n, d in KNOWN_BACKENDS.items() if n not in self._classes}
         if missing:
-            hints = "; ".join(f"{n}: pip install {d}" for n, d in sorted(missing.items()))
+            hints = "; ".join(f"{n}: {install_hint(n)}" for n in sorted(missing))
             lines.append(f"Known backends you can install: {hints}.")
         broken = [f for f in self.failures if f.group == BACKEND_GROUP]
         for failure in broken:

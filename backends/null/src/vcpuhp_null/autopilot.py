@@ -3,6 +3,10 @@
 It watches for the GED interrupt on the boot CPU and then does what the
 bundled guest does (:meth:`GuestDriver.handle_hotplug`) on a worker thread,
 so ``vcpuhp run --accel null`` behaves like a machine with a cooperative OS.
+
+Like a real guest it does nothing while the machine is paused (QMP
+``stop``): interrupts raised meanwhile stay pending and are handled after
+``cont``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Final
 from vcpuhp import events as ev
 from vcpuhp import memmap
 from vcpuhp.errors import VcpuhpError
-from vcpuhp.machine import VirtMachine
+from vcpuhp.machine import RunState, VirtMachine
 from vcpuhp_null.driver import GuestDriver
 
 _log = logging.getLogger(__name__)
@@ -41,19 +45,36 @@ class AutopilotGuest:
         self._thread.start()
 
     def _on_event(self, event: ev.MachineEvent) -> None:
-        if event.name == ev.INTERRUPT and event.data.get("cpu_index") == 0:
+        if (event.name == ev.INTERRUPT and event.data.get("cpu_index") == 0) \
+                or event.name == ev.RESUME:
             self._wakeups.put(True)
 
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every event emitted so far was delivered and every wake-up it
+        caused was handled (for tests: after it, the guest has done what it will do)."""
+        self.machine.events.flush(timeout)
+        self._wakeups.join()
+
     def _run(self) -> None:
-        while self._wakeups.get():
+        while True:
+            running = self._wakeups.get()
             try:
-                while self.machine.gic.irq_pending(self.driver.boot_cpu):
-                    if not self._take_one():
-                        break
-            except VcpuhpError as exc:
-                _log.warning("autopilot guest: %s", exc)
-            except Exception:
-                _log.exception("autopilot guest: interrupt handling failed")
+                if not running:
+                    return
+                self._handle_pending()
+            finally:
+                self._wakeups.task_done()
+
+    def _handle_pending(self) -> None:
+        try:
+            while (self.machine.run_state is RunState.RUNNING
+                   and self.machine.gic.irq_pending(self.driver.boot_cpu)):
+                if not self._take_one():
+                    break
+        except VcpuhpError as exc:
+            _log.warning("autopilot guest: %s", exc)
+        except Exception:
+            _log.exception("autopilot guest: interrupt handling failed")
 
     def _take_one(self) -> bool:
         """Acknowledge, handle and end one interrupt; False when there was none.

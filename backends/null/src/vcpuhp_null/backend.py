@@ -7,6 +7,7 @@ must do at each step.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,7 +20,13 @@ _FALSE = ("0", "no", "off", "false")
 
 
 class NullVcpu(BackendVcpu):
-    """A vCPU with a power flag and nothing else."""
+    """A vCPU with a power flag and, while realized, a host thread that runs nothing.
+
+    The thread is what QEMU's qtest accelerator gives each vCPU too (a
+    "dummy" thread): ``query-cpus-fast`` reports its id, so each CPU has a
+    thread id of its own, and a management tool that pins vCPU threads pins
+    a thread that belongs to that vCPU alone.
+    """
 
     def __init__(self, slot: CpuSlot) -> None:
         super().__init__(slot)
@@ -27,6 +34,35 @@ class NullVcpu(BackendVcpu):
         self.start_pending = False
         self.args: tuple[int, ...] = ()
         self.entry_point = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.thread_id: int | None = None
+        """Native id of the vCPU's idle host thread while realized."""
+
+    def start_thread(self) -> None:
+        """Start the idle thread and learn its native id."""
+        self._stop.clear()
+        ready = threading.Event()
+        ids: list[int] = []
+
+        def idle() -> None:
+            ids.append(threading.get_native_id())
+            ready.set()
+            self._stop.wait()
+
+        self._thread = threading.Thread(target=idle, name=f"vcpuhp-null-cpu{self.slot.index}",
+                                        daemon=True)
+        self._thread.start()
+        ready.wait()
+        self.thread_id = ids[0]
+
+    def stop_thread(self) -> None:
+        """End the idle thread (joined: it only waits for this)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        self.thread_id = None
 
 
 class NullBackend(AcceleratorBackend):
@@ -76,12 +112,14 @@ class NullBackend(AcceleratorBackend):
         if own.realized:
             raise BackendError(f"null: {vcpu!r} is already realized")
         own.powered = own.start_pending = False
+        own.start_thread()
         self.realizations += 1
 
     def unrealize_vcpu(self, vcpu: BackendVcpu) -> None:
         own = self._own(vcpu)
         if own.powered:
             raise BackendError(f"null: cannot unrealize powered-on {vcpu!r}")
+        own.stop_thread()
 
     def destroy_vcpu(self, vcpu: BackendVcpu) -> None:
         own = self._own(vcpu)
@@ -126,10 +164,12 @@ class NullBackend(AcceleratorBackend):
             "realized": sum(1 for v in self.vcpus.values() if v.realized),
             "powered": sum(1 for v in self.vcpus.values() if v.powered),
             "total_realizations": self.realizations,
-            "threads": 0,
+            "threads": sum(1 for v in self.vcpus.values() if v.thread_id is not None),
         }
 
     def close(self) -> None:
+        for vcpu in self.vcpus.values():
+            vcpu.stop_thread()
         self.vcpus.clear()
 
 

@@ -48,6 +48,7 @@ from vcpuhp.errors import VcpuhpError
 from vcpuhp.gic import ICC_REGISTER_NAMES
 from vcpuhp.machine import VirtMachine
 from vcpuhp.psci import PsciFunction
+from vcpuhp.unixsocket import remove_stale_socket
 from vcpuhp_null.driver import GuestDriver
 
 _log = logging.getLogger(__name__)
@@ -339,6 +340,8 @@ class ProtocolServer:
         self.path: str | None = None
         server: _Server
         if kind == "unix" and rest:
+            # A socket left by a killed vcpuhp is replaced (as QMP's); a live one is refused.
+            remove_stale_socket(rest, "test protocol socket")
             old = os.umask(0o177)
             try:
                 server = _UnixServer(rest, _Handler)

@@ -1,17 +1,23 @@
 """``vcpuhp acpi dump``: write a machine's ACPI tables, one raw file per table.
 
 The files are named as ``acpidump -b`` names them (``apic.dat``,
-``dsdt.dat``...), so ``iasl -d DIR/*.dat`` disassembles them.
+``dsdt.dat``...). ``iasl -d`` disassembles every one but ``rsdp.dat``: the
+RSDP is a pointer structure without a table header, which iasl refuses
+("does not contain a valid ACPI table"). The command prints the exact
+``iasl -d`` line for the tables at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vcpuhp.config import CPU_MODELS, MachineConfig
 from vcpuhp.description import MachineDescription
+
+RSDP_FILE = "rsdp.dat"
 
 if TYPE_CHECKING:
     from vcpuhp.plugins import PluginManager
@@ -46,6 +52,10 @@ def cmd_dump(args: argparse.Namespace, plugins: PluginManager | None = None) -> 
         args.smp, cpu=args.cpu, accel="null", allow_cold_unplug=args.allow_cold_unplug
     )
     tables = build_tables(MachineDescription.of(config))
-    for path in tables.dump(args.output):
+    paths = tables.dump(args.output)
+    for path in paths:
         print(f"{path} {path.stat().st_size} bytes")
+    disassemble = " ".join(shlex.quote(str(p)) for p in paths if p.name != RSDP_FILE)
+    print(f"disassemble the tables (not {RSDP_FILE}, which has no table header): "
+          f"iasl -d {disassemble}")
     return 0

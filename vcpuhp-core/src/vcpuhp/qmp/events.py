@@ -15,16 +15,27 @@ from typing import Final
 from vcpuhp import events as ev
 from vcpuhp.events import MachineEvent
 from vcpuhp.qmp import wire
+from vcpuhp.qmp.schema import EventSpec, Member
 
-#: Forwarded event names and the data members each carries.
+#: Every event a QMP client may receive, with its data members (QEMU's schema).
+EVENTS: Final[Mapping[str, EventSpec]] = {spec.name: spec for spec in (
+    EventSpec(ev.DEVICE_DELETED, (Member("device", "str", optional=True),
+                                  Member("path", "str"))),
+    EventSpec(ev.DEVICE_UNPLUG_GUEST_ERROR, (Member("device", "str", optional=True),
+                                             Member("path", "str"))),
+    EventSpec(ev.ACPI_DEVICE_OST, (Member("info", "ACPIOSTInfo"),)),
+    EventSpec(ev.SHUTDOWN, (Member("guest", "bool"), Member("reason", "ShutdownCause"))),
+    EventSpec(ev.RESET, (Member("guest", "bool"), Member("reason", "ShutdownCause"))),
+    EventSpec(ev.GUEST_PANICKED, (Member("action", "GuestPanicAction"),
+                                  Member("info", "GuestPanicInformation", optional=True))),
+    EventSpec(ev.STOP),
+    EventSpec(ev.RESUME),
+    EventSpec("POWERDOWN"),
+)}
+
+#: Forwarded machine event names and the data members each carries.
 FORWARDED: Final[Mapping[str, tuple[str, ...]]] = {
-    ev.DEVICE_DELETED: ("device", "path"),
-    ev.DEVICE_UNPLUG_GUEST_ERROR: ("device", "path"),
-    ev.ACPI_DEVICE_OST: ("info",),
-    ev.SHUTDOWN: ("guest", "reason"),
-    ev.RESET: ("guest", "reason"),
-    ev.STOP: (),
-    ev.RESUME: (),
+    name: tuple(member.name for member in spec.data) for name, spec in EVENTS.items()
 }
 
 

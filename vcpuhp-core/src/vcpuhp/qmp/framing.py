@@ -17,6 +17,7 @@ buffer is also 64 KiB) and :data:`MAX_NESTING` levels of brackets.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -27,8 +28,10 @@ MAX_MESSAGE_SIZE: Final = 64 * 1024
 MAX_NESTING: Final = 128
 _STRING_STOP: Final = re.compile(rb'["\\\n]')
 _CONTAINER_STOP: Final = re.compile(rb'[{}\[\]"\n]')
-_SCALAR_STOP: Final = re.compile(rb'[\s{}\[\]",]')
 _WHITESPACE: Final = b" \t\r\n"
+"""JSON's (and QEMU's lexer's) whitespace: not ``\\x0b`` or ``\\x0c``, which ``\\s`` matches."""
+_SCALAR_STOP: Final = re.compile(rb'[ \t\r\n{}\[\]",]')
+_COMMA: Final = ord(",")
 _CLOSER: Final = {ord("{"): ord("}"), ord("["): ord("]")}
 _NEWLINE: Final = ord("\n")
 _QUOTE: Final = ord('"')
@@ -110,9 +113,15 @@ class MessageSplitter:
         return stop + 1
 
     def _scalar_token(self, data: bytes, position: int) -> int:
+        """A top-level number or literal runs to the next structural byte or whitespace.
+
+        It never ends empty (the byte that started it is not a stop byte), so
+        every call either consumes input or emits a frame that did.
+        """
         match = _SCALAR_STOP.search(data, position)
         stop = len(data) if match is None else match.start()
         if self._append(data, position, stop) and match is not None:
+            assert self._buf, "a top-level scalar is never empty"
             self._emit()
         return stop
 
@@ -123,6 +132,9 @@ class MessageSplitter:
                 return position + 1
             if byte in (ord("}"), ord("]")):
                 self._fail(f"JSON parse error, stray '{chr(byte)}'", resync=True)
+                return position + 1
+            if byte == _COMMA:  # between requests: report it, keep the rest of the line
+                self._fail("JSON parse error, stray ','", resync=False)
                 return position + 1
             if byte == _QUOTE:
                 self._in_string = True
@@ -192,7 +204,9 @@ class MessageSplitter:
 def decode(frame: bytes) -> object:
     """Decode one JSON text as QEMU's parser would accept it.
 
-    Rejects invalid UTF-8, ``NaN``/``Infinity`` and duplicate object keys.
+    Rejects invalid UTF-8, ``NaN``/``Infinity``, numbers too large for a double
+    (``1e999``: Python would read it as infinity, which JSON cannot carry back
+    in a reply) and duplicate object keys.
     Raises :class:`QmpError` (``GenericError``, "JSON parse error, ...").
     """
     try:
@@ -200,7 +214,8 @@ def decode(frame: bytes) -> object:
     except UnicodeDecodeError as exc:
         raise QmpError(f"JSON parse error, invalid UTF-8 sequence at byte {exc.start}") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+                          object_pairs_hook=_unique_keys)
     except RecursionError:
         raise QmpError("JSON parse error, nesting too deep") from None
     except ValueError as exc:
@@ -215,6 +230,13 @@ def _describe(exc: ValueError) -> str:
 
 def _reject_constant(name: str) -> object:
     raise ValueError(f"invalid keyword '{name}'")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import socket
-import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +27,7 @@ from vcpuhp.qmp.address import QmpAddress, TcpAddress, UnixAddress, check_exposu
 from vcpuhp.qmp.events import to_qmp
 from vcpuhp.qmp.framing import MAX_MESSAGE_SIZE
 from vcpuhp.qmp.session import QmpSession
+from vcpuhp.unixsocket import remove_stale_socket
 
 _log = logging.getLogger(__name__)
 _EVENT_FLUSH_TIMEOUT: Final = 2.0
@@ -204,7 +203,7 @@ class QmpServer:
     def _unix_socket(self, address: UnixAddress) -> socket.socket:
         """Bind a unix socket and make it 0600 before it listens, so nobody else can connect."""
         path = os.fspath(address.path)
-        _remove_stale_socket(path)
+        remove_stale_socket(path, "QMP socket")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(path)
@@ -341,25 +340,3 @@ class QmpServer:
             if (info.st_dev, info.st_ino) == self._socket_inode:
                 os.unlink(path)
         self._socket_inode = None
-
-
-def _remove_stale_socket(path: str) -> None:
-    """Unlink a socket nobody listens on (as QEMU does); refuse anything else."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(info.st_mode):
-        raise ConfigError(f"QMP socket path {path} exists and is not a socket; not replacing it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError as exc:
-        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
-            raise
-    else:
-        raise ConfigError(f"QMP socket {path} is in use by another server")
-    finally:
-        probe.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

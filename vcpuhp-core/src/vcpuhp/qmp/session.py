@@ -17,17 +17,14 @@ from typing import Any, Final, Protocol, TypeVar
 from vcpuhp.errors import DeviceNotFound, VcpuhpError
 from vcpuhp.machine import VirtMachine
 from vcpuhp.qmp import wire
-from vcpuhp.qmp.commands import COMMANDS, Command
+from vcpuhp.qmp.commands import COMMANDS, SCHEMA, Command, QuitAfterReply, introspection
 from vcpuhp.qmp.framing import MAX_MESSAGE_SIZE, FramingError, MessageSplitter, decode
-from vcpuhp.qmp.schema import check_arguments, check_enum_list
 from vcpuhp.qmp.wire import COMMAND_NOT_FOUND, DEVICE_NOT_FOUND, NO_ID, QmpError
 
 _log = logging.getLogger(__name__)
 _READ_CHUNK: Final = 16 * 1024
 #: A client that lets this many bytes of replies and events pile up unread is dropped.
 MAX_OUTPUT_BACKLOG: Final = 4 * 1024 * 1024
-#: QAPI ``QMPCapability`` values (none is offered: this server has no out-of-band execution).
-QMP_CAPABILITIES: Final = ("oob",)
 _T = TypeVar("_T")
 
 
@@ -129,11 +126,14 @@ class QmpSession:
             self.send(wire.failure(error, request_id))
             await self._drain()
             return True
+        quitting = command.name == "quit" or isinstance(result, QuitAfterReply)
+        if isinstance(result, QuitAfterReply):
+            result = result.result
         self.send(wire.success(result, request_id))
         await self._drain()
         for name in command.emits:
             self._host.broadcast(wire.event(name))
-        if command.name == "quit":
+        if quitting:
             await self._host.quit()
             return False
         return True
@@ -168,7 +168,7 @@ class QmpSession:
                            COMMAND_NOT_FOUND)
         if command is None:
             raise QmpError(f"The command {name} has not been found", COMMAND_NOT_FOUND)
-        check_arguments(arguments, command.params, open_ended=command.open_ended)
+        SCHEMA.check_arguments(arguments, command)
         return command, arguments
 
     async def _execute(self, command: Command, arguments: dict[str, Any]) -> object:
@@ -191,7 +191,7 @@ class QmpSession:
 
     def _session_command(self, name: str, arguments: dict[str, Any]) -> object:
         if name == "qmp_capabilities":
-            enable = check_enum_list("enable", arguments.get("enable", []), QMP_CAPABILITIES)
+            enable = arguments.get("enable", [])
             if self.negotiated:
                 raise QmpError("Capabilities negotiation is already complete, command ignored",
                                COMMAND_NOT_FOUND)
@@ -201,6 +201,8 @@ class QmpSession:
             return {}
         if name == "query-commands":
             return [{"name": command} for command in COMMANDS]
+        if name == "query-qmp-schema":
+            return wire.Verbatim(introspection())
         if name == "quit":
             return {}
         raise AssertionError(f"no session handler for {name}")

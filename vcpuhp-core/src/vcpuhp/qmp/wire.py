@@ -13,7 +13,8 @@ from typing import Any, Final
 
 import vcpuhp
 
-#: The QEMU release whose QMP behaviour this server models (greeting and ``query-version``).
+#: The QEMU release whose QMP this server follows (greeting, ``query-version``); the
+#: package docstring (:mod:`vcpuhp.qmp`) lists where it deliberately differs.
 QEMU_VERSION: Final = (9, 2, 0)
 #: The ``package`` string of the greeting and ``query-version``.
 PACKAGE: Final = f"vcpuhp {vcpuhp.__version__}"
@@ -55,9 +56,22 @@ def greeting() -> Message:
     return {"QMP": {"version": version_info(), "capabilities": []}}
 
 
+class Verbatim:
+    """A result sent exactly as it is: its ``null`` members mean ``null``, not absent
+    (``query-qmp-schema``'s ``"default": null``)."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
 def success(result: object, request_id: object = NO_ID) -> Message:
-    """A command's success reply, echoing the request's ``id`` when it had one."""
-    reply: Message = {"return": drop_absent(result)}
+    """A command's success reply, echoing the request's ``id`` when it had one.
+
+    Members whose value is ``None`` are left out (QEMU omits absent optional
+    members), unless the result is :class:`Verbatim`.
+    """
+    value = result.value if isinstance(result, Verbatim) else drop_absent(result)
+    reply: Message = {"return": value}
     if request_id is not NO_ID:
         reply["id"] = request_id
     return reply
