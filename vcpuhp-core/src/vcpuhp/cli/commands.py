@@ -36,7 +36,7 @@ def add_subcommands(sub: argparse._SubParsersAction[Any],
                       help="Linux plays the guest: an arm64 kernel (>= 6.11) and the test "
                            "userland (python3 -m vcpuhp.testing.linux_userland builds it); "
                            "the masks shown are Linux's own. Default accel: kvm if usable; "
-                           "default --append: console=ttyAMA0 maxcpus=2 quiet")
+                           "default --append: console=ttyAMA0 earlycon maxcpus=2 quiet panic=-1")
     demo.set_defaults(func=cmd_demo)
 
     backends = sub.add_parser("backends", help="list installed backends", parents=parents)
