@@ -4,9 +4,11 @@ The engine maps the machine's RAM (one host buffer shared by every engine,
 ``uc_mem_map_ptr``) and its MMIO regions (routed to a :class:`GuestExits`),
 hands every MRS/MSR of a register the backend emulates (``MPIDR_EL1``, the
 generic timer) and every exception Unicorn raises to the :class:`GuestExits`,
-and enters the guest's vector table for IRQs and synchronous exceptions
-(:meth:`Engine.take_exception`; Unicorn never does). It knows registers and
-Unicorn, nothing about threads or the machine.
+enters the guest's vector table for synchronous exceptions
+(:meth:`Engine.take_exception`; Unicorn never does), and drives the CPU's IRQ
+input (:attr:`Engine.irq_line`; QEMU then takes the interrupt itself, see
+:mod:`~vcpuhp_tcg_unicorn.irq_line`). It knows registers and Unicorn, nothing
+about threads or the machine.
 
 Measured on Unicorn 2.1.4 (the reasons for some of what follows):
 
@@ -49,14 +51,10 @@ from typing import Any, Final, Protocol
 from vcpuhp.errors import BackendError
 from vcpuhp_tcg_unicorn.binding import UcError, arm64, unicorn
 from vcpuhp_tcg_unicorn.binding import const as unicorn_const
+from vcpuhp_tcg_unicorn.irq_line import IrqLine
 from vcpuhp_tcg_unicorn.mmu import PSTATE_PAN, Regime
 from vcpuhp_tcg_unicorn.stops import enable_block_boundary_stops
-from vcpuhp_tcg_unicorn.syndrome import (
-    VECTOR_IRQ,
-    VECTOR_SYNC,
-    SyncException,
-    vector_base_offset,
-)
+from vcpuhp_tcg_unicorn.syndrome import VECTOR_SYNC, SyncException, vector_base_offset
 
 PSTATE_I: Final = 1 << 7
 PSTATE_DAIF: Final = 0xF << 6
@@ -186,6 +184,8 @@ class Engine:
             self.uc.ctl_set_tcg_buffer_size(tb_size)
             self.uc.mem_map_ptr(ram.base, ram.size, unicorn_const.UC_PROT_ALL, ram.host_address)
             self.exact_async_stops = block_boundary_stops and enable_block_boundary_stops(self.uc)
+            self.irq_line = IrqLine(self.uc)
+            """The CPU's IRQ input; set by the vCPU's own thread only (see its module)."""
             for base, size in mmio:
                 self.uc.mmio_map(base, size, self._mmio_read, base, self._mmio_write, base)
             self.uc.hook_add(unicorn_const.UC_HOOK_INTR, self._on_interrupt)
@@ -300,6 +300,7 @@ class Engine:
             self.set_x(n, value)
         self.uc.reg_write(arm64.UC_ARM64_REG_PSTATE, RESET_PSTATE)
         self.uc.cpr_write(*_SPSR_EL1, 0)  # rebuilds the cached translation flags
+        self.irq_line.set(False)
         self.pc = entry_point
 
     def close(self) -> None:
@@ -387,28 +388,20 @@ class Engine:
         """Whether ``PSTATE.I`` masks IRQs."""
         return bool(self.pstate & PSTATE_I)
 
-    def take_irq(self) -> bool:
-        """Enter the guest's IRQ vector as the hardware would; ``False`` if IRQs are masked."""
-        if self.pstate & PSTATE_I:
-            return False
-        self._enter(VECTOR_IRQ, self.pc)
-        return True
-
     def take_exception(self, exception: SyncException) -> None:
-        """Enter the guest's synchronous exception vector with ``exception``'s syndrome."""
+        """Enter the guest's synchronous exception vector with ``exception``'s syndrome.
+
+        ``ELR_EL1`` = the return address, ``SPSR_EL1`` = PSTATE, EL1h with DAIF
+        masked, PC = ``VBAR_EL1`` + the vector for where the CPU was (Arm ARM
+        ``AArch64.TakeException``).
+        """
         uc = self.uc
         uc.reg_write(arm64.UC_ARM64_REG_ESR_EL1, exception.esr)
         if exception.far is not None:
             uc.reg_write(arm64.UC_ARM64_REG_FAR_EL1, exception.far)
-        self._enter(VECTOR_SYNC, exception.return_address)
-
-    def _enter(self, kind: int, return_address: int) -> None:
-        """``ELR_EL1`` = ``return_address``, ``SPSR_EL1`` = PSTATE, EL1h with DAIF masked,
-        PC = ``VBAR_EL1`` + the vector for where the CPU was (Arm ARM ``AArch64.TakeException``).
-        """
-        uc = self.uc
+        return_address = exception.return_address
         pstate = self.pstate
-        offset = vector_base_offset(pstate) + kind
+        offset = vector_base_offset(pstate) + VECTOR_SYNC
         el, on_sp_elx = (pstate >> 2) & 3, pstate & 1
         uc.reg_write(arm64.UC_ARM64_REG_ELR_EL1, return_address)
         new_pstate = (pstate & PSTATE_NZCV) | PSTATE_DAIF | PSTATE_EL1H

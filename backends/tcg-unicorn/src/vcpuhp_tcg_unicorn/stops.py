@@ -47,6 +47,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from vcpuhp_tcg_unicorn.binding import UcError, arm64, unicorn
+from vcpuhp_tcg_unicorn.internals import close_scratch, handle_address
 
 _log = logging.getLogger(__name__)
 
@@ -59,18 +60,12 @@ RETRY_SECONDS: Final = 0.0005
 """How long a stop may stay unanswered before it is requested again."""
 
 
-def _handle_address(uc: Any) -> int:
-    handle = uc._uch
-    value = getattr(handle, "value", handle)
-    return int(value)
-
-
 def find_no_exit_request(uc: Any) -> int | None:
     """The address of ``uc->no_exit_request`` in engine ``uc``, or ``None`` if not found.
 
     ``uc`` must be initialised (it has mapped memory).
     """
-    base = _handle_address(uc)
+    base = handle_address(uc)
     blob = ctypes.string_at(base, _SCAN_BYTES)
     page_size = int(uc.ctl_get_page_size())
     host_page = os.sysconf("SC_PAGESIZE")
@@ -116,16 +111,7 @@ def _probe() -> bool:
     except (UcError, OSError, ValueError):
         return False
     finally:
-        _close(uc)
-
-
-def _close(uc: Any) -> None:
-    """``uc_close`` now, on this thread (not whenever the garbage collector runs)."""
-    finalizer = getattr(uc, "_Uc__finalizer", None)
-    if finalizer is not None:
-        finalizer()
-    uc._callbacks.clear()
-    uc._mmio_callbacks.clear()
+        close_scratch(uc)
 
 
 @functools.lru_cache(maxsize=1)

@@ -33,14 +33,21 @@ Threads and locks (the machine has one ``RLock``; each vCPU has a
   hook waits there (the access done, the instruction not yet retired) until
   resume, so it executes nothing more.
 
-Exceptions: Unicorn never enters the guest's vector table, so the backend
-does, with the syndrome the Arm ARM prescribes (:mod:`~vcpuhp_tcg_unicorn.faults`):
-IRQs between runs when the GIC says the line is up and ``PSTATE.I`` is clear;
-synchronous exceptions from the interrupt hook, or after a run that ended on
-an unbacked physical address. ``hvc #0`` (the PSCI conduit) and the GIC's
-``ICC_*`` registers are emulated instead. After ``wfi`` the thread sleeps on
-its condition, with no timeout, until a kick; the generic timer
+Interrupts: before every run the thread drives the engine's IRQ input from
+the GIC (:mod:`~vcpuhp_tcg_unicorn.irq_line`); QEMU itself then takes the
+interrupt at the first instruction where ``PSTATE.I`` allows it (right after
+``msr daifclr`` or ``eret``), and ``wfi`` completes at once while it is up.
+A new interrupt for a running vCPU (a *kick*) ends its run so the input is
+driven again; one that falls during a run is lowered from the hook that
+lowered it. After ``wfi`` with the input down the thread sleeps on its
+condition, with no timeout, until a kick; the generic timer
 (:mod:`~vcpuhp_tcg_unicorn.timer`) kicks it through the GIC when it expires.
+
+Synchronous exceptions: Unicorn never enters the guest's vector table for
+them, so the backend does, with the syndrome the Arm ARM prescribes
+(:mod:`~vcpuhp_tcg_unicorn.faults`): from the interrupt hook, or after a run
+that ended on an unbacked physical address. ``hvc #0`` (the PSCI conduit)
+and the GIC's ``ICC_*`` registers are emulated instead.
 """
 
 from __future__ import annotations
@@ -88,6 +95,9 @@ JOIN_TIMEOUT: Final = 10.0
 PSCI_IMMEDIATE: Final = 0
 _CVAL_REGISTERS: Final = {0: (3, 3, 14, 3, 2), 1: (3, 3, 14, 2, 2)}
 _EOI_REGISTERS: Final = frozenset({"ICC_EOIR1_EL1", "ICC_DIR_EL1"})
+_ACKNOWLEDGE_REGISTERS: Final = frozenset({"ICC_IAR1_EL1", "ICC_IAR0_EL1"})
+_FIRST_SPECIAL_INTID: Final = 1020
+"""INTIDs 1020-1023 are special (spurious): nothing was acknowledged."""
 
 _ACCESS_NAMES: Final = {
     "UC_MEM_READ_UNMAPPED": "read",
@@ -335,28 +345,24 @@ class UnicornVcpu(BackendVcpu):
                     self.engine.reset(*start)
                     self._last_taken = None
                     self._call_machine(epoch, self._machine.vcpu_started, self.index)
-                if waiting_for_interrupt:
-                    if not self._irq_line():
-                        continue  # a kick for someone else's benefit: sleep on
-                    waiting_for_interrupt = False
-                masked_irq = False
-                if self._irq_line():
-                    if self.engine.take_irq():
-                        self.irqs_taken += 1
-                    else:
-                        masked_irq = True
-                # WFI completes at once when an interrupt is pending, even a masked one.
-                waiting_for_interrupt = self._run(epoch, masked_irq) and not self._irq_line()
+                line = self._sync_irq_line()
+                if waiting_for_interrupt and not line:
+                    continue  # a kick for someone else's benefit: sleep on
+                # With the line up QEMU takes the interrupt as soon as PSTATE.I allows, and
+                # wfi completes at once; with it down a wfi ends the run.
+                waiting_for_interrupt = self._run(epoch)
             except _Aborted:
                 continue
 
-    def _run(self, epoch: int, masked_irq: bool = False) -> bool:
-        """Run the engine once; ``True`` if the run ended because the guest executed ``wfi``.
+    def _sync_irq_line(self) -> bool:
+        """Drive the engine's IRQ input from the GIC (own thread: between runs or in a hook)."""
+        line = self._irq_line()
+        self.engine.irq_line.set(line)
+        return line
 
-        ``masked_irq``: an interrupt is pending while ``PSTATE.I`` masks it. Nothing
-        reports the guest unmasking (``msr daifclr``, ``eret``), so such a run is
-        stopped again every :data:`~vcpuhp_tcg_unicorn.stops.RETRY_SECONDS` to look.
-        """
+    def _run(self, epoch: int) -> bool:
+        """Run the engine once; ``True`` if the run ended because the guest executed ``wfi``
+        (with no interrupt pending: otherwise ``wfi`` completes without ending the run)."""
         with self._cond:
             if (self._epoch != epoch or self._quit or self._paused or not self._powered
                     or self._kicked):
@@ -364,9 +370,6 @@ class UnicornVcpu(BackendVcpu):
             self._in_engine = True
             self._run_serial += 1
             self._run_epoch = epoch
-            serial = self._run_serial
-        if masked_irq and not self.slice_instructions:
-            self._retrier.watch(lambda: self._repeat_stop(serial))
         self._hook_stopped = False
         self._after_run = None
         error: BaseException | None = None
@@ -529,6 +532,8 @@ class UnicornVcpu(BackendVcpu):
     def mmio_write(self, addr: int, size: int, value: int) -> None:
         """Guest MMIO write to the machine's device model."""
         self._guest_access(None, self._machine.mmio_write, addr, size, value, self.index)
+        if self.engine.irq_line.level:
+            self._sync_irq_line()  # e.g. a GIC write that disabled the pending interrupt
 
     def unmapped(self, access: int, addr: int, size: int) -> None:
         """Remember the access and its PC: the run ends and the guest gets an external abort.
@@ -554,6 +559,8 @@ class UnicornVcpu(BackendVcpu):
             return False
         which, register = timer
         cval = self.timer.write(which, register, value)
+        if self.engine.irq_line.level:
+            self._sync_irq_line()  # the timer's line fell (a rising one kicks this vCPU)
         if register == "tval":
             self.engine.uc.cpr_write(*_CVAL_REGISTERS[which], cval)
             return True
@@ -631,8 +638,10 @@ class UnicornVcpu(BackendVcpu):
         name = ICC_SYSREGS[access.encoding]
         engine = self.engine
         if access.read:
-            engine.set_x(access.rt, self._guest_access(0, self._machine.sysreg_read,
-                                                       self.index, name))
+            value = self._guest_access(0, self._machine.sysreg_read, self.index, name)
+            if name in _ACKNOWLEDGE_REGISTERS and value < _FIRST_SPECIAL_INTID:
+                self.irqs_taken += 1
+            engine.set_x(access.rt, value)
         else:
             self._guest_access(None, self._machine.sysreg_write, self.index, name,
                                engine.x(access.rt))
