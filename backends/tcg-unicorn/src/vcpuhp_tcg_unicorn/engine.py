@@ -65,6 +65,7 @@ RESET_PSTATE: Final = PSTATE_DAIF | PSTATE_EL1H
 """How a vCPU starts (PSCI ``CPU_ON``, boot): EL1h, DAIF masked."""
 SCR_EL3_RW: Final = 1 << 10
 _SCTLR_SPAN: Final = 1 << 23
+_SCTLR_M: Final = 1 << 0
 NEVER: Final = 0xFFFF_FFFF_FFFF_FFFF
 """``until`` address of ``emu_start``: never reached (not 4-byte aligned)."""
 
@@ -373,6 +374,11 @@ class Engine:
             return int(struct.unpack("<Q", bytes(self.uc.mem_read(addr, 8)))[0])
         except UcError:
             return None
+
+    @property
+    def mmu_enabled(self) -> bool:
+        """``SCTLR_EL1.M``: whether the EL1&0 stage-1 translation is on."""
+        return bool(self.sysreg(_SCTLR_EL1) & _SCTLR_M)
 
     def translation_regime(self) -> Regime:
         """The registers that govern the EL1&0 translation, as of now."""

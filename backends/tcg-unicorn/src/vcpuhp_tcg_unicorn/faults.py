@@ -44,6 +44,8 @@ class VcpuFault(GuestError):
 def translate(engine: Engine, va: int, *, write: bool = False,
               execute: bool = False) -> Translation | None:
     """``va`` through the guest's current EL1&0 translation (``None``: granule not modelled)."""
+    if not engine.mmu_enabled:
+        return Translation(va, None)  # the common case, without reading the other registers
     return walk(engine.translation_regime(), va, el0=engine.at_el0, write=write,
                 execute=execute, read_u64=engine.read_physical_u64)
 

@@ -35,6 +35,7 @@ import ctypes
 import functools
 import logging
 import struct
+from dataclasses import dataclass
 from typing import Any, Final
 
 from vcpuhp.errors import BackendError
@@ -59,18 +60,39 @@ _SCR_EL3: Final = (3, 6, 1, 1, 0)
 _SCR_EL3_RW: Final = 1 << 10
 
 
-def find_interrupt_request(uc: Any) -> int | None:
-    """The address of the CPU's ``interrupt_request`` in engine ``uc``; ``None`` if not found.
+@dataclass(frozen=True)
+class _Layout:
+    """Where the fields sit: the same for every engine of this Unicorn build."""
 
-    ``uc`` must be initialised (it has mapped memory).
-    """
-    base = handle_address(uc)
+    cpu_pointer: int
+    """Offset of ``uc->cpu`` in ``struct uc_struct``."""
+    back_pointer: int
+    """Offset of ``CPUState.uc``."""
+
+
+_known_layouts: list[_Layout] = []
+"""The layout found by the first search (at most one entry)."""
+
+
+def _fingerprint(base: int, layout: _Layout, readable: ReadableMemory | None) -> int | None:
+    """``uc->cpu`` of the engine at ``base`` if the fields there look as ``layout`` says."""
+    (pointer,) = struct.unpack_from("<Q", ctypes.string_at(base + layout.cpu_pointer, 8))
+    if pointer % 8 or (readable is not None
+                       and not readable.contains(pointer, layout.back_pointer + 8)):
+        return None
+    if struct.unpack_from("<ii", ctypes.string_at(pointer, 8)) != (1, 1):
+        return None
+    (back,) = struct.unpack_from("<Q", ctypes.string_at(pointer + layout.back_pointer, 8))
+    return pointer if back == base else None
+
+
+def _search(base: int) -> _Layout | None:
     readable = ReadableMemory()
     if not readable.contains(base, _UC_SCAN_BYTES):
         return None
     blob = ctypes.string_at(base, _UC_SCAN_BYTES)
     low, high = _BACK_POINTER_RANGE
-    found: set[int] = set()
+    found: list[_Layout] = []
     for offset in range(0, _UC_SCAN_BYTES, 8):
         (pointer,) = struct.unpack_from("<Q", blob, offset)
         if pointer % 8 or not readable.contains(pointer, high):
@@ -78,11 +100,31 @@ def find_interrupt_request(uc: Any) -> int | None:
         cpu = ctypes.string_at(pointer, high)
         if struct.unpack_from("<ii", cpu, 0) != (1, 1):
             continue
-        if any(struct.unpack_from("<Q", cpu, at)[0] == base for at in range(low, high, 8)):
-            found.add(pointer)
-    if len(found) != 1:
+        found += [_Layout(offset, at) for at in range(low, high, 8)
+                  if struct.unpack_from("<Q", cpu, at)[0] == base]
+    return found[0] if len(found) == 1 else None
+
+
+def find_interrupt_request(uc: Any) -> int | None:
+    """The address of the CPU's ``interrupt_request`` in engine ``uc``; ``None`` if not found.
+
+    ``uc`` must be initialised (it has mapped memory). The first engine is searched
+    (checking every pointer against the readable mappings); later ones are only
+    checked at the offsets found then.
+    """
+    base = handle_address(uc)
+    for known in _known_layouts:
+        cpu = _fingerprint(base, known, None)
+        if cpu is not None:
+            return cpu + _INTERRUPT_REQUEST
+    layout = _search(base)
+    if layout is None:
         return None
-    return found.pop() + _INTERRUPT_REQUEST
+    cpu = _fingerprint(base, layout, ReadableMemory())
+    if cpu is None:
+        return None
+    _known_layouts[:] = [layout]
+    return cpu + _INTERRUPT_REQUEST
 
 
 def _probe() -> bool:

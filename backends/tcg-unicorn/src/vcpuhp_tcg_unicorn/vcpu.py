@@ -74,10 +74,17 @@ from vcpuhp_tcg_unicorn.engine import (
     Sysreg,
 )
 from vcpuhp_tcg_unicorn.faults import VcpuFault, external_abort, fetch, from_exception
+from vcpuhp_tcg_unicorn.hostthread import reduce_timer_slack
 from vcpuhp_tcg_unicorn.pool import TranslationContext, TranslationContextPool
 from vcpuhp_tcg_unicorn.stops import StopRetrier
 from vcpuhp_tcg_unicorn.syndrome import SyncException, undefined
-from vcpuhp_tcg_unicorn.timer import TIMER_SYSREGS, GenericTimer, TimerService
+from vcpuhp_tcg_unicorn.timer import (
+    COUNTER_PERIOD_NS,
+    TIMER_SYSREGS,
+    GenericTimer,
+    TimerService,
+    counter,
+)
 
 if TYPE_CHECKING:
     from vcpuhp.machine import VirtMachine
@@ -160,6 +167,7 @@ class UnicornVcpu(BackendVcpu):
         self._stop_requested_for = -1
         self._blocked_on_machine = False
         self._held = False
+        self._in_wfi = False
         # Owned by the vCPU thread.
         self._run_epoch = 0
         self._hook_stopped = False
@@ -180,6 +188,12 @@ class UnicornVcpu(BackendVcpu):
     def index(self) -> int:
         """The CPU index."""
         return self.slot.index
+
+    @property
+    def sleeping_in_wfi(self) -> bool:
+        """Whether the thread sleeps because its guest executed ``wfi`` (nothing pending)."""
+        with self._cond:
+            return self._in_wfi
 
     @property
     def thread_alive(self) -> bool:
@@ -312,6 +326,7 @@ class UnicornVcpu(BackendVcpu):
             return
         self.context = context
         self.thread_id = threading.get_native_id()
+        reduce_timer_slack()  # it sleeps until its guest's timer deadlines
         ready.set()
         try:
             self._loop()
@@ -327,14 +342,43 @@ class UnicornVcpu(BackendVcpu):
             return False
         return self._start is not None or not waiting_for_interrupt or self._kicked
 
+    def _wait_until_runnable(self, waiting_for_interrupt: bool) -> None:
+        """Sleep on the condition until the vCPU may run or must exit.
+
+        In ``wfi`` (and not paused) the thread also fires its own generic-timer
+        deadlines (:meth:`GenericTimer.sleep`): it wakes at the earliest one, and
+        raising the timer's line kicks it.
+        """
+        while True:
+            with self._cond:
+                if self._quit or self._may_run(waiting_for_interrupt):
+                    return
+                sleeping = waiting_for_interrupt and not self._paused
+                deadline = self.timer.sleep() if sleeping else None
+                self._in_wfi = waiting_for_interrupt
+                try:
+                    while not self._quit and not self._may_run(waiting_for_interrupt):
+                        if deadline is None:
+                            self._cond.wait()
+                            continue
+                        remaining_ns = (deadline - counter()) * COUNTER_PERIOD_NS
+                        if remaining_ns <= 0:
+                            break
+                        self._cond.wait(remaining_ns / 1e9)
+                finally:
+                    self._in_wfi = False
+                    if sleeping:
+                        self.timer.wake()  # raising a due line kicks this vCPU
+
     def _loop(self) -> None:
         waiting_for_interrupt = False
         while True:
+            self._wait_until_runnable(waiting_for_interrupt)
             with self._cond:
-                while not self._quit and not self._may_run(waiting_for_interrupt):
-                    self._cond.wait()
                 if self._quit:
                     return
+                if not self._may_run(waiting_for_interrupt):
+                    continue  # changed between the wait and here
                 start, self._start = self._start, None
                 epoch = self._epoch
                 self._kicked = False
