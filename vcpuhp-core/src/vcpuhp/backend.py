@@ -32,7 +32,11 @@ on it can finish. A vCPU thread calls into the machine
 which takes the lock; so ``unrealize_vcpu``, which joins that thread while
 the machine lock is held (eject), must never wait for a thread that is itself
 waiting for the lock: the thread must be able to give up its call once its
-vCPU is powered off. ``power_off``, ``kick`` and ``power_on`` never block.
+vCPU is powered off. A vCPU thread therefore waits for the lock with
+:meth:`~vcpuhp.machine_lock.MachineLock.acquire_unless` (give up once powered
+off or told to exit), and ``power_off`` / ``unrealize_vcpu`` call
+:meth:`~vcpuhp.machine_lock.MachineLock.wake_waiters` after changing that state.
+``power_off``, ``kick`` and ``power_on`` never block.
 """
 
 from __future__ import annotations

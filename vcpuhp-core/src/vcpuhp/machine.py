@@ -29,7 +29,6 @@ import contextlib
 import json
 import logging
 import re
-import threading
 from enum import Enum
 from typing import Any, Final
 
@@ -49,6 +48,7 @@ from vcpuhp.errors import (
 )
 from vcpuhp.gic import Gicv3
 from vcpuhp.irqchip import InterruptController
+from vcpuhp.machine_lock import MachineLock
 from vcpuhp.masks import CpuMasks
 from vcpuhp.memory import GuestMemory
 from vcpuhp.mmio import MmioBus, check_access
@@ -119,7 +119,7 @@ class VirtMachine:
         self.boot_args: tuple[int, ...] = (memmap.CMDLINE_ADDR, 0)
         """``x0``, ``x1``, ... the boot CPU starts with (set by the boot protocol)."""
         self.console: list[str] = []
-        self._lock = threading.RLock()
+        self._lock = MachineLock()
         self._released = False
         """:meth:`shutdown` ran (the guest's SYSTEM_OFF only stops the CPUs)."""
 
@@ -164,8 +164,9 @@ class VirtMachine:
     # -- life cycle -----------------------------------------------------------------
 
     @property
-    def lock(self) -> threading.RLock:
-        """The machine lock (held by every public method)."""
+    def lock(self) -> MachineLock:
+        """The machine lock (held by every public method; backends' vCPU threads wait for it
+        with :meth:`~vcpuhp.machine_lock.MachineLock.acquire_unless`)."""
         return self._lock
 
     @property

@@ -23,8 +23,10 @@ Threads and locks (the machine has one ``RLock``; each vCPU has a
 * Every call a vCPU thread makes into the machine (MMIO, PSCI, ``ICC_*``,
   ``vcpu_started``, ``vcpu_fault``) takes the machine lock through
   :meth:`UnicornVcpu._call_machine`, which gives up (raising ``_Aborted``)
-  once the vCPU has been powered off or told to exit; it waits for the lock
-  only while another thread holds it (never on an idle machine).
+  once the vCPU has been powered off or told to exit: it waits with
+  :meth:`~vcpuhp.machine_lock.MachineLock.acquire_unless`, which any release
+  of the lock and every power-off / exit request
+  (:meth:`~vcpuhp.machine_lock.MachineLock.wake_waiters`) wake -- no polling.
 * Every power-state change bumps an *epoch*. A hook that went to the machine
   compares epochs when it comes back: if its own vCPU was powered off or reset
   meanwhile (``CPU_OFF``, ``SYSTEM_RESET``) it ends the run from the
@@ -96,8 +98,6 @@ DEFAULT_SLICE: Final = 100_000
 """Guest instructions per ``emu_start`` when exact asynchronous stops are not
 available (about a millisecond): then the latency of interrupts, pause and
 power-off for a busy vCPU."""
-LOCK_POLL: Final = 0.02
-"""Seconds between checks for "give up" while another thread holds the machine lock."""
 JOIN_TIMEOUT: Final = 10.0
 PSCI_IMMEDIATE: Final = 0
 _CVAL_REGISTERS: Final = {0: (3, 3, 14, 3, 2), 1: (3, 3, 14, 2, 2)}
@@ -238,6 +238,7 @@ class UnicornVcpu(BackendVcpu):
             self._epoch += 1
             self._request_stop()
             self._cond.notify_all()
+        self._machine.lock.wake_waiters()  # it may be waiting for the lock this thread holds
         thread.join(JOIN_TIMEOUT)
         if thread.is_alive():
             raise BackendError(
@@ -281,6 +282,7 @@ class UnicornVcpu(BackendVcpu):
             self._epoch += 1
             self._request_stop()
             self._cond.notify_all()
+        self._machine.lock.wake_waiters()  # a call it was waiting to make is void now
 
     def power_off(self) -> None:
         """Stop executing (at the next block boundary); the thread then waits."""
@@ -290,6 +292,7 @@ class UnicornVcpu(BackendVcpu):
             self._epoch += 1
             self._request_stop()
             self._cond.notify_all()
+        self._machine.lock.wake_waiters()  # a call it was waiting to make is void now
 
     def kick(self) -> None:
         """The GIC may have an interrupt for this CPU: wake it from ``wfi`` or stop its run."""
@@ -528,9 +531,13 @@ class UnicornVcpu(BackendVcpu):
                 self._blocked_on_machine = True
                 self._cond.notify_all()
             try:
-                # Only while another thread holds the lock (it may be joining this one).
-                while not lock.acquire(timeout=LOCK_POLL):
-                    self._check_current(epoch)
+                # Another thread holds the lock and may be joining this one (eject): wait
+                # until it releases it, or until this vCPU is powered off or told to exit
+                # (those call wake_waiters). The flags are read without _cond on purpose:
+                # the check runs under the lock's own internal lock.
+                if not lock.acquire_unless(lambda: self._quit or (
+                        epoch is not None and self._epoch != epoch)):
+                    raise _Aborted
             finally:
                 with self._cond:
                     self._blocked_on_machine = False
