@@ -232,6 +232,22 @@ def test_wfi_with_the_irq_input_up_completes_even_while_masked(ram: Ram) -> None
         engine.close()
 
 
+def test_a_spare_engine_forgets_translations_of_code_rewritten_behind_its_back(
+    ram: Ram, make_engine  # type: ignore[no-untyped-def]
+) -> None:
+    # Another engine (here: the host) rewrites code this engine has translated; an
+    # engine only sees its own writes, so without the flush it would run the old code.
+    engine, _ = make_engine()
+    for value, forget in ((1, False), (2, False), (3, True)):
+        ram.load(RAM, a.Program(RAM)(a.movz(3, value), a.WFI))
+        if forget:
+            engine.forget_translations()
+        engine.reset(RAM, ())
+        engine.run()
+        expected = 1 if (value, forget) == (2, False) else value
+        assert engine.x(3) == expected, (value, forget)
+
+
 def test_close_is_idempotent_and_frees_the_engine(make_engine) -> None:  # type: ignore[no-untyped-def]
     engine, _ = make_engine()
     engine.close()

@@ -124,6 +124,40 @@ class GuestExits(Protocol):
         """``MSR`` of ``reg``: ``True`` if handled (Unicorn then skips the write)."""
 
 
+class UnboundExits:
+    """The :class:`GuestExits` of a spare engine, which no vCPU owns and which never runs."""
+
+    def _unbound(self, *_args: object) -> None:
+        raise BackendError("tcg-unicorn: a spare engine ran guest code (no vCPU owns it)")
+
+    def mmio_read(self, addr: int, size: int) -> int:
+        """Never called: a spare engine does not run."""
+        self._unbound(addr, size)
+        return 0
+
+    def mmio_write(self, addr: int, size: int, value: int) -> None:
+        """Never called: a spare engine does not run."""
+        self._unbound(addr, size, value)
+
+    def exception(self, intno: int) -> None:
+        """Never called: a spare engine does not run."""
+        self._unbound(intno)
+
+    def unmapped(self, access: int, addr: int, size: int) -> None:
+        """Never called: a spare engine does not run."""
+        self._unbound(access, addr, size)
+
+    def sysreg_read(self, reg: Sysreg) -> int | None:
+        """Never called: a spare engine does not run."""
+        self._unbound(reg)
+        return None
+
+    def sysreg_write(self, reg: Sysreg, value: int) -> bool:
+        """Never called: a spare engine does not run."""
+        self._unbound(reg, value)
+        return False
+
+
 @dataclass(frozen=True)
 class RamMapping:
     """The guest RAM every engine maps: ``size`` bytes at ``base``, held at ``host_address``."""
@@ -203,6 +237,22 @@ class Engine:
         except UcError as exc:
             self.close()
             raise BackendError(f"tcg-unicorn: cannot create an AArch64 engine: {exc}") from exc
+
+    def rebind(self, *, mpidr: int, exits: GuestExits) -> None:
+        """Hand a spare engine (closed by nobody, not running) to another vCPU."""
+        if self.closed:
+            raise BackendError(f"tcg-unicorn: engine #{self.id} is closed")
+        self.mpidr = mpidr
+        self._exits = exits
+
+    def forget_translations(self) -> None:
+        """Drop every translated block (``UC_CTL_TB_FLUSH``).
+
+        Each engine caches the code it translated and sees only its own writes to
+        it; a spare engine must not bring back translations of code that another
+        CPU may have rewritten since.
+        """
+        self.uc.ctl_flush_tb()
 
     # -- hooks (run on the vCPU thread, inside run()) -------------------------------------
 

@@ -144,13 +144,18 @@ class UnicornVcpu(BackendVcpu):
         retrier: StopRetrier,
         slice_instructions: int = DEFAULT_SLICE,
         async_stops: bool = True,
+        spare: Engine | None = None,
     ) -> None:
         super().__init__(slot)
         self._machine = machine
         self._pool = pool
         self._retrier = retrier
-        self.engine = Engine(cpu_model=cpu_model, tb_size=tb_size, ram=ram, mmio=mmio,
-                             mpidr=slot.mpidr, exits=self, block_boundary_stops=async_stops)
+        if spare is not None:  # an engine an unplugged vCPU left behind (same options)
+            spare.rebind(mpidr=slot.mpidr, exits=self)
+            self.engine = spare
+        else:
+            self.engine = Engine(cpu_model=cpu_model, tb_size=tb_size, ram=ram, mmio=mmio,
+                                 mpidr=slot.mpidr, exits=self, block_boundary_stops=async_stops)
         self.slice_instructions = 0 if self.engine.exact_async_stops else slice_instructions
         """Instructions per run; 0 (exact asynchronous stops) runs until stopped."""
         self.timer = GenericTimer(timers, self._set_timer_line)
