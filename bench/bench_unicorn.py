@@ -40,7 +40,6 @@ import os
 import platform
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -55,7 +54,7 @@ from vcpuhp import events as ev
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "tcg_unicorn"))
 import a64asm as a
-from unicorn_guests import DONE, DONE_MAGIC, RESULTS, TIMER_LATE, timer_guest
+from unicorn_guests import DONE, DONE_MAGIC, RESULTS, TIMER_LATE, elf_image, timer_guest
 
 COUNTERS = memmap.GUEST_STATUS_ADDR + 0x800
 """Per-CPU loop counters of the counting image, one 64-byte line each."""
@@ -125,17 +124,6 @@ def thread_times() -> dict[int, tuple[int, int]]:
 
 
 # -- guest programs --------------------------------------------------------------------------
-
-
-def elf_image(code: bytes, base: int = memmap.KERNEL_LOAD_ADDR) -> bytes:
-    """A minimal AArch64 ELF64 executable: one R+W+X PT_LOAD segment at ``base``."""
-    header_size, phdr_size = 64, 56
-    offset = header_size + phdr_size
-    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
-    header = ident + struct.pack("<HHIQQQIHHHHHH", 2, 183, 1, base, header_size, 0, 0,
-                                 header_size, phdr_size, 1, 0, 0, 0)
-    phdr = struct.pack("<IIQQQQQQ", 1, 7, offset, base, base, len(code), len(code), 0x1000)
-    return header + phdr + code
 
 
 def timed_loop(iterations: int) -> a.Program:
@@ -256,8 +244,14 @@ def qemu_timed_loop(iterations: int, tmp: Path) -> dict[str, Any]:
     return {"seconds": stamps["E"] - stamps["S"], "qemu": version}
 
 
+def is_masks(event: ev.MachineEvent) -> bool:
+    """The bundled guest's masks line: it prints one when it has handled a hotplug event."""
+    return str(event.data["line"]).startswith("possible ")
+
+
 def bench_hotplug(cycles: int) -> dict[str, Any]:
-    """Plug/unplug cycles against the bundled guest (idle between them)."""
+    """Plug/unplug cycles against the bundled guest; each request waits until the guest has
+    finished with the previous one (printed its masks), so the guest is otherwise idle."""
     machine = VirtMachine(MachineConfig.build("cpus=2,maxcpus=4", accel="tcg-unicorn",
                                               guest_cmdline="maxcpus=2"))
     machine.realize()
@@ -286,11 +280,13 @@ def bench_hotplug(cycles: int) -> dict[str, Any]:
                 if event.data["info"]["status"] != OST_SUCCESS:
                     raise RuntimeError(f"the guest could not online CPU {index}: {event.data}")
                 online.append(event.timestamp - t0)
+                recorder.wait_for(ev.CONSOLE, is_masks)  # the guest is idle again
                 t0 = time.time()
                 machine.device_del(device)
                 event = recorder.wait_for(ev.DEVICE_DELETED,
                                           lambda e, d=device: e.data["device"] == d)
                 deleted.append(event.timestamp - t0)
+                recorder.wait_for(ev.CONSOLE, is_masks)
         elapsed = time.perf_counter() - started
         gc.collect()
         end_stats, end_rss = machine.backend_stats(), rss_kib()

@@ -6,6 +6,7 @@ bundled guest's status page; a raw test image does not use it otherwise).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,6 +66,18 @@ def _count_forever(p: Program) -> None:
     p.label("count")(add_imm(5, 5, 1), str64(5, R, COUNTER)).b("count")
 
 
+def elf_image(code: bytes, base: int = BASE) -> bytes:
+    """A minimal AArch64 ELF64 executable: one R+W+X PT_LOAD segment at ``base`` (what
+    ``qemu-system-aarch64 -kernel`` loads at its address and enters at EL1)."""
+    header_size, phdr_size = 64, 56
+    offset = header_size + phdr_size
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    header = ident + struct.pack("<HHIQQQIHHHHHH", 2, 183, 1, base, header_size, 0, 0,
+                                 header_size, phdr_size, 1, 0, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 1, 7, offset, base, base, len(code), len(code), 0x1000)
+    return header + phdr + code
+
+
 def write_image(tmp: Path, program: Program, name: str = "guest.bin") -> Path:
     """Write ``program`` as a raw image file."""
     path = tmp / name
@@ -107,7 +120,6 @@ FAULTS = {
     "undefined": [UDF],
     "unmapped": [*mov64(1, 0x1000), ldr(2, 1)],
     "smc": [SMC_0],
-    "hvc #1": [hvc(1)],
     "unknown sysreg": [mrs(0, 3, 1, 15, 15, 7)],
 }
 

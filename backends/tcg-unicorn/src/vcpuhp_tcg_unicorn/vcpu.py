@@ -99,7 +99,6 @@ DEFAULT_SLICE: Final = 100_000
 available (about a millisecond): then the latency of interrupts, pause and
 power-off for a busy vCPU."""
 JOIN_TIMEOUT: Final = 10.0
-PSCI_IMMEDIATE: Final = 0
 _CVAL_REGISTERS: Final = {0: (3, 3, 14, 3, 2), 1: (3, 3, 14, 2, 2)}
 _EOI_REGISTERS: Final = frozenset({"ICC_EOIR1_EL1", "ICC_DIR_EL1"})
 _ACKNOWLEDGE_REGISTERS: Final = frozenset({"ICC_IAR1_EL1", "ICC_IAR0_EL1"})
@@ -643,14 +642,18 @@ class UnicornVcpu(BackendVcpu):
         self._defer(lambda: self._take(exception))
 
     def exception(self, intno: int) -> None:
-        """Emulate ``hvc #0`` (PSCI) and ``ICC_*``; deliver other exceptions to the guest."""
+        """Emulate ``hvc`` (PSCI / SMCCC) and ``ICC_*``; deliver other exceptions to the guest.
+
+        Every ``hvc`` at EL1 is a call to the machine's firmware whatever its
+        immediate, as under QEMU ``virt`` and KVM: an unknown function returns
+        ``NOT_SUPPORTED`` (-1) in x0 rather than faulting.
+        """
         engine = self.engine
         pc = engine.pc
         if intno == EXCP_UDEF:
             word = fetch(engine, pc)
             if word is not None and not engine.at_el0:
-                immediate = hvc_immediate(word)
-                if immediate == PSCI_IMMEDIATE:
+                if hvc_immediate(word) is not None:
                     self._hvc(pc, pc + 4)
                     return
                 access = decode_sysreg(word)
@@ -660,10 +663,7 @@ class UnicornVcpu(BackendVcpu):
             self._deliver(undefined(pc))
             return
         if intno == EXCP_HVC:  # a CPU model that traps HVC itself: PC is already past it
-            if hvc_immediate(fetch(engine, pc - 4) or 0) == PSCI_IMMEDIATE:
-                self._hvc(pc - 4, pc)
-            else:
-                self._deliver(undefined(pc - 4, "hvc (not the PSCI conduit)"))
+            self._hvc(pc - 4, pc)
             return
         exception = from_exception(engine, intno)
         if exception is None:
