@@ -1,4 +1,6 @@
-"""The seed sample (DESIGN §2) on the null backend, through the Python API and the socket."""
+"""The seed sample (possible 0-5, present 0-5, enabled 0-3, online 0-1, and after a plug
+of CPU 4 and onlining it enabled 0-4, online 0-1,4) on the null backend, through the
+Python API and the socket."""
 
 from __future__ import annotations
 

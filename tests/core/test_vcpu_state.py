@@ -1,4 +1,4 @@
-"""The per-vCPU state machine moves only along DESIGN §3's edges."""
+"""The per-vCPU state machine moves only along the edges drawn in :mod:`vcpuhp.vcpu`."""
 
 from __future__ import annotations
 

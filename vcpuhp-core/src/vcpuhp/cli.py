@@ -3,6 +3,7 @@
 ``vcpuhp run``       build and run a machine, with a monitor on stdin and optional QMP
 ``vcpuhp demo``      the seed hotplug scenario, scripted, showing the masks change
 ``vcpuhp backends``  installed backends, their viability and capabilities
+``vcpuhp plugins``   the plugins a machine would load, from where, their options, failures
 ``vcpuhp acpi dump`` the ACPI tables of a machine, one file per table
 """
 
@@ -21,9 +22,11 @@ from typing import Any, TextIO
 
 from vcpuhp import events as ev
 from vcpuhp.config import CPU_MODELS, MachineConfig
+from vcpuhp.config_file import ACCEL_ENV, MachineFile, choose_accel, load_machine_file
 from vcpuhp.errors import VcpuhpError
 from vcpuhp.machine import VirtMachine
 from vcpuhp.monitor import Monitor, MonitorQuit
+from vcpuhp.plugin_settings import PluginSettings, from_cli
 from vcpuhp.plugins import PluginManager
 
 PREFERRED_BACKENDS = ("tcg-unicorn", "null")
@@ -37,23 +40,13 @@ def default_accel(plugins: PluginManager) -> str:
     return PREFERRED_BACKENDS[1]
 
 
-def _parse_accel(text: str) -> tuple[str, dict[str, str]]:
-    name, *pairs = text.split(",")
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise VcpuhpError(f"--accel: {pair!r} is not key=value")
-        options[key] = value
-    return name, options
-
-
 def _machine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smp", default="cpus=4,maxcpus=6",
                         help="QEMU -smp: cpus=N,maxcpus=M,sockets=,clusters=,cores=,threads=")
     parser.add_argument("--accel", default=None,
-                        help="backend NAME[,opt=value...] (default: tcg-unicorn if usable, "
-                             "else null); see 'vcpuhp backends'")
+                        help=f"backend NAME[,opt=value...] (else ${ACCEL_ENV}, else the "
+                             "--config file, else tcg-unicorn if usable, else null); see "
+                             "'vcpuhp backends'")
     parser.add_argument("--cpu", default="max", choices=CPU_MODELS, help="CPU model")
     parser.add_argument("-m", "--memory", default="256M", help="RAM size (e.g. 256M, 1G)")
     parser.add_argument("--kernel", type=Path, default=None,
@@ -65,16 +58,45 @@ def _machine_args(parser: argparse.ArgumentParser) -> None:
                         help="guest command line (default: maxcpus=2)")
     parser.add_argument("--allow-cold-unplug", action="store_true",
                         help="policy: allow device_del of CPUs enabled at boot")
+    _plugin_args(parser)
+
+
+def _plugin_args(parser: argparse.ArgumentParser) -> None:
+    """The machine-file and plugin options (``run``, ``demo``, ``plugins``)."""
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="machine file (TOML): [accel] and [plugins] / [plugin.NAME]; "
+                             "the command line and the environment override it")
+    parser.add_argument("--plugin", action="append", default=[], metavar="NAME[,key=value...]",
+                        help="load plugin NAME with these options (repeatable)")
+    parser.add_argument("--no-plugin", action="append", default=[], metavar="NAME",
+                        help="do not load plugin NAME, even if it is installed (repeatable)")
+    parser.add_argument("--no-plugin-autoload", action="store_true",
+                        help="load only the plugins named by --plugin or the machine file")
+
+
+def _machine_file(args: argparse.Namespace) -> MachineFile | None:
+    path = getattr(args, "config", None)
+    return load_machine_file(path) if path is not None else None
+
+
+def plugin_settings(args: argparse.Namespace) -> PluginSettings:
+    """The plugins a command's machine loads: the command line over the machine file."""
+    if not hasattr(args, "plugin"):
+        return PluginSettings()
+    cli = from_cli(args.plugin, args.no_plugin, False if args.no_plugin_autoload else None)
+    file = _machine_file(args)
+    return cli.over(file.plugins) if file is not None else cli
 
 
 def _build_machine(args: argparse.Namespace, plugins: PluginManager) -> VirtMachine:
-    accel, options = _parse_accel(args.accel or default_accel(plugins))
+    accel = choose_accel(args.accel, _machine_file(args), lambda: default_accel(plugins))
     config = MachineConfig.build(
-        args.smp, cpu=args.cpu, accel=accel, memory=args.memory, kernel=args.kernel,
+        args.smp, cpu=args.cpu, accel=accel.name, memory=args.memory, kernel=args.kernel,
         initrd=args.initrd, guest_cmdline=args.append if args.append is not None else "maxcpus=2",
-        allow_cold_unplug=args.allow_cold_unplug, backend_options=options,
+        allow_cold_unplug=args.allow_cold_unplug, backend_options=dict(accel.options),
+        plugins=plugins.settings,
     )
-    return VirtMachine(config, plugins=plugins)
+    return VirtMachine(config, plugins=plugins)  # refuses to start if a plugin failed
 
 
 def _guest_maxcpus(machine: VirtMachine) -> int | None:
@@ -225,6 +247,37 @@ def cmd_backends(args: argparse.Namespace, plugins: PluginManager) -> int:
     return 0
 
 
+def cmd_plugins(args: argparse.Namespace, plugins: PluginManager) -> int:
+    """List the plugins a machine would load; exit status 1 if one failed to load."""
+    infos = plugins.infos()
+    failures = plugins.plugin_failures()
+    if args.json:
+        print(json.dumps({"plugins": [i.as_dict() for i in infos],
+                          "failures": [f.__dict__ for f in failures]}, indent=2))
+        return 1 if failures else 0
+    if not infos:
+        print("no vcpuhp plugins installed (they register in the 'vcpuhp.plugins' "
+              "entry-point group)")
+    for info in infos:
+        print(f"{info.name:<16} {info.status}")
+        if info.entry_point:
+            print(f"    entry point:  {info.entry_point}")
+        if info.distribution:
+            print(f"    distribution: {info.distribution}")
+        if info.module:
+            print(f"    module:       {info.module}")
+        if info.options:
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(info.options.items()))
+            print(f"    options:      {shown}")
+        if info.hooks:
+            print(f"    hooks:        {', '.join(info.hooks)}")
+    for failure in failures:
+        origin = f" ({failure.origin})" if failure.origin else ""
+        print(f"{failure.name}: failed to load{origin}: {failure.error}\n"
+              f"    {failure.advice()}")
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vcpuhp", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -255,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     backends.add_argument("--json", action="store_true")
     backends.set_defaults(func=cmd_backends)
 
+    plugins = sub.add_parser("plugins", help="list the plugins a machine would load")
+    _plugin_args(plugins)
+    plugins.add_argument("--json", action="store_true")
+    plugins.set_defaults(func=cmd_plugins)
+
     try:
         from vcpuhp.acpi.cli import add_subcommand
     except ImportError:
@@ -270,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        plugins = PluginManager()
+        plugins = PluginManager(settings=plugin_settings(args))
         return int(args.func(args, plugins))
     except VcpuhpError as exc:
         print(f"vcpuhp: error: {exc}", file=sys.stderr)

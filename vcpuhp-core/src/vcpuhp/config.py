@@ -10,6 +10,7 @@ from typing import Final
 
 from vcpuhp import memmap
 from vcpuhp.errors import ConfigError
+from vcpuhp.plugin_settings import PluginSettings
 from vcpuhp.topology import SmpConfig
 
 #: QEMU arm CPU models a ``virt`` machine here accepts (QOM type: ``<model>-arm-cpu``).
@@ -51,6 +52,8 @@ class MachineConfig:
     """Initial ramdisk for a Linux kernel."""
     guest_cmdline: str = ""
     backend_options: Mapping[str, str] = field(default_factory=dict)
+    plugins: PluginSettings = field(default_factory=PluginSettings)
+    """Which installed plugins this machine loads, with their options."""
 
     def __post_init__(self) -> None:
         if self.cpu_model not in CPU_MODELS:

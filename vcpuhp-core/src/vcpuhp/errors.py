@@ -40,6 +40,24 @@ class BackendError(VcpuhpError):
     """Choosing, loading or running an accelerator backend failed."""
 
 
+class BackendCallError(BackendError):
+    """A backend method the machine called failed; the machine was left as it was.
+
+    :attr:`method` names the contract method; the backend's own error is the
+    ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, backend: str, method: str) -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.method = method
+
+
+class ContractViolation(BackendCallError):
+    """A backend method raised something the contract does not allow (not a
+    :class:`VcpuhpError`); the message names the rule it broke."""
+
+
 class BackendNotFound(BackendError):
     """No installed backend has the requested name."""
 
@@ -54,3 +72,8 @@ class GuestError(VcpuhpError):
 
 class GicAccessError(GuestError):
     """A GIC CPU interface was accessed while its CPU is not accessible."""
+
+
+class PluginError(VcpuhpError):
+    """A plugin could not be loaded, validated or configured (the message says
+    which plugin, where it comes from, and how to disable it)."""

@@ -1,12 +1,18 @@
 """Hook specifications: the documented surface for plugins and third-party backends.
 
-Plugins are modules or objects registered under the ``vcpuhp.plugins``
-entry-point group (or passed to :class:`~vcpuhp.plugins.PluginManager`), with
-functions marked by :data:`hookimpl`. Policy hooks run with
-``firstresult=True``: the first implementation that returns something other
-than ``None`` decides, and a returned string refuses the request with that
-reason. Observer hooks are called on every plugin; their return values are
-ignored. All hooks run with the machine lock held: do not block in them.
+Plugins are registered under the ``vcpuhp.plugins`` entry-point group (or
+passed to :class:`~vcpuhp.plugins.PluginManager`): a module of hook
+functions, or a class that vcpuhp instantiates once per machine with that
+machine's options (see :mod:`vcpuhp.plugins` and
+:class:`~vcpuhp.plugin_settings.PluginSettings`). Hook implementations are
+functions named ``vcpuhp_*``, marked with :data:`hookimpl` or not; one whose
+name is not a hook below is a load failure, so a misspelling is caught.
+
+Policy hooks run with ``firstresult=True``: the first implementation that
+returns something other than ``None`` decides, and a returned string refuses
+the request with that reason. Observer hooks are called on every plugin;
+their return values are ignored. All hooks run with the machine lock held:
+do not block in them.
 """
 
 from __future__ import annotations

@@ -35,16 +35,19 @@ from typing import Any, Final
 from vcpuhp import events as ev
 from vcpuhp import memmap, views
 from vcpuhp.backend import AcceleratorBackend, BackendVcpu
+from vcpuhp.backend_calls import CheckedBackend
 from vcpuhp.config import CPU_MODELS, MachineConfig, cpu_qom_type
 from vcpuhp.description import MachineDescription
 from vcpuhp.devices import GED_EVENT_CPU_HOTPLUG, AcpiGed, CpuHotplugRegisters, Pl011
 from vcpuhp.devices.ged import GED_EVENT_POWER_DOWN
 from vcpuhp.errors import (
+    BackendCallError,
     DeviceError,
     DeviceNotFound,
     GuestError,
     PolicyRefused,
     StateError,
+    VcpuhpError,
 )
 from vcpuhp.gic import Gicv3
 from vcpuhp.irqchip import InterruptController
@@ -88,11 +91,24 @@ class VirtMachine:
         backend: AcceleratorBackend | None = None,
         plugins: PluginManager | None = None,
     ) -> None:
+        """Build the machine (unrealized) from ``config``.
+
+        :param backend: a backend instance to use instead of creating
+            ``config.accel`` (tests, wrapped backends).
+        :param plugins: the plugin manager; by default one loading the plugins
+            ``config.plugins`` selects. Either way, a plugin that failed to load
+            stops construction with a :class:`~vcpuhp.errors.PluginError`
+            naming it and how to disable it (plugins fail closed).
+        """
         self.config = config
-        self.plugins = plugins if plugins is not None else PluginManager()
+        self.plugins = (plugins if plugins is not None
+                        else PluginManager(settings=config.plugins))
+        self.plugins.check()  # fail closed: never run without a plugin that failed to load
         self.backend = backend if backend is not None else self.plugins.backends.create(
             config.accel, dict(config.backend_options)
         )
+        self.calls = CheckedBackend(self.backend)
+        """The backend's contract methods, as the machine calls them (errors checked)."""
         self.topology = Topology(config.smp)
         self.description = MachineDescription.of(config, self.topology)
         self.events = ev.EventBus()
@@ -126,7 +142,7 @@ class VirtMachine:
     def _make_irqchip(self) -> InterruptController:
         """The backend's in-kernel controller if it has one, else the userspace GIC model."""
         if self.backend.capabilities.in_kernel_irqchip:
-            return self.backend.create_irqchip(self.description)
+            return self.calls.create_irqchip(self.description)
         return Gicv3(self.topology.slots, signal=self._interrupt_signal, report=self._guest_error)
 
     @property
@@ -175,7 +191,19 @@ class VirtMachine:
         return self.run_state is RunState.SHUTDOWN
 
     def realize(self) -> None:
-        """Create every vCPU, size the GIC, park, build the boot state, start the boot CPU."""
+        """Create every vCPU, size the GIC, park, build the boot state, start the boot CPU.
+
+        A realize that fails releases everything it made (vCPUs, RAM, the event
+        thread) and leaves the machine in ``prelaunch``, to be realized again.
+        """
+        try:
+            self._realize_machine()
+        except BaseException:
+            if self.run_state is RunState.PRELAUNCH:
+                self.events.close()  # outside the lock: a listener may be waiting for it
+            raise
+
+    def _realize_machine(self) -> None:
         with self._lock:
             self._require_unused("realize")
             if self.run_state is not RunState.PRELAUNCH:
@@ -185,15 +213,15 @@ class VirtMachine:
             self.events.start()
             caps = self.backend.capabilities
             try:
-                self.backend.attach(self)
+                self.calls.attach(self)
                 for vcpu in self.vcpus:
                     if caps.parks_vcpus or vcpu.cold_booted:
-                        handle = self.backend.create_vcpu(vcpu.slot)
+                        handle = self.calls.create_vcpu(vcpu.slot)
                         if vcpu.cold_booted:
                             self._realize(vcpu, handle)
                         else:
                             self.parked.park(handle)
-                self.backend.vcpus_created()
+                self.calls.vcpus_created()
                 if caps.executes_guest_code:
                     self._load_boot_image()
                 self.run_state = RunState.RUNNING
@@ -209,15 +237,17 @@ class VirtMachine:
         for vcpu in self.vcpus:
             handle = vcpu.handle
             if handle is not None and handle.realized:
-                with contextlib.suppress(Exception):
-                    self.backend.power_off(handle)
-                with contextlib.suppress(Exception):
-                    self.backend.unrealize_vcpu(handle)
+                with contextlib.suppress(VcpuhpError):
+                    self.calls.power_off(handle)
+                with contextlib.suppress(VcpuhpError):
+                    self.calls.unrealize_vcpu(handle)
+                handle.realized = False
             vcpu.state, vcpu.handle = VcpuState.UNPLUGGED, None
+            vcpu.entry_point = vcpu.context_id = 0
             self.irqchip.set_accessible(vcpu.slot.index, False)
         self.parked = ParkedVcpus()
-        with contextlib.suppress(Exception):
-            self.backend.close()
+        with contextlib.suppress(VcpuhpError):
+            self.calls.close()
         if self.memory is not None:
             self.bus.memory = None
             self.memory.close()
@@ -230,7 +260,7 @@ class VirtMachine:
         All or nothing: on failure the backend vCPU is unrealized again and the
         CPU record is untouched.
         """
-        self.backend.realize_vcpu(handle)
+        self.calls.realize_vcpu(handle)
         handle.realized = True
         try:
             vcpu.advance("plug")
@@ -239,7 +269,8 @@ class VirtMachine:
         except BaseException:
             vcpu.state, vcpu.handle = VcpuState.UNPLUGGED, None
             self.irqchip.set_accessible(vcpu.slot.index, False)
-            self.backend.unrealize_vcpu(handle)
+            with contextlib.suppress(VcpuhpError):
+                self.calls.unrealize_vcpu(handle)
             handle.realized = False
             raise
 
@@ -257,7 +288,7 @@ class VirtMachine:
         boot_cpu = self.vcpus[0]
         boot_cpu.entry_point = self.entry_point
         boot_cpu.advance("cpu_on")
-        self.backend.power_on(boot_cpu.handle, self.entry_point, self.boot_args)
+        self.calls.power_on(boot_cpu.handle, self.entry_point, self.boot_args)
 
     def shutdown(self) -> None:
         """Stop every vCPU and release the backend and RAM. Idempotent.
@@ -266,6 +297,10 @@ class VirtMachine:
         writes are not taken, and the machine cannot be realized or entered
         again. The events emitted until then are delivered before it returns
         (unless it is called from a listener, which cannot wait for itself).
+
+        A backend method that fails here does not stop the shutdown: every
+        other step still runs, and the first failure is raised at the end
+        (a :class:`~vcpuhp.errors.BackendCallError` naming the method).
         """
         with self._lock:
             if self._released:
@@ -277,15 +312,24 @@ class VirtMachine:
                        and v.state in (VcpuState.ONLINE, VcpuState.ON_PENDING)]
             realized = [v.handle for v in self.vcpus
                         if v.handle is not None and v.handle.realized]
+        errors: list[VcpuhpError] = []
+
+        def step(fn: Any, *args: Any) -> None:
+            try:
+                fn(*args)
+            except VcpuhpError as exc:
+                _log.error("shutdown: %s", exc)
+                errors.append(exc)
+
         try:
             if was_running:
                 # Outside the lock: unrealize joins vCPU threads that may be waiting for it.
                 for handle in running:
-                    self.backend.power_off(handle)
+                    step(self.calls.power_off, handle)
                 for handle in realized:
-                    self.backend.unrealize_vcpu(handle)
+                    step(self.calls.unrealize_vcpu, handle)
                     handle.realized = False
-                self.backend.close()
+                step(self.calls.close)
         finally:
             with self._lock:
                 for vcpu in self.vcpus:
@@ -298,6 +342,8 @@ class VirtMachine:
                     self.memory.close()
                     self.memory = None
             self.events.close()
+        if errors:
+            raise errors[0]
 
     def _require_unused(self, what: str) -> None:
         if self._released:
@@ -323,7 +369,7 @@ class VirtMachine:
         with self._lock:
             self._require_running("stop")
             if self.run_state is RunState.RUNNING:
-                self.backend.pause()
+                self.calls.pause()
                 self.run_state = RunState.PAUSED
                 self.events.emit(ev.STOP)
 
@@ -332,7 +378,7 @@ class VirtMachine:
         with self._lock:
             self._require_running("cont")
             if self.run_state is RunState.PAUSED:
-                self.backend.resume()
+                self.calls.resume()
                 self.run_state = RunState.RUNNING
                 self.events.emit(ev.RESUME)
 
@@ -377,7 +423,8 @@ class VirtMachine:
             try:
                 self._realize(vcpu, handle)
             except BaseException:
-                self._return_backend_vcpu(handle)
+                with contextlib.suppress(VcpuhpError):
+                    self._return_backend_vcpu(handle)
                 raise
             vcpu.device_id = device_id
             vcpu.insert_pending = True
@@ -416,13 +463,13 @@ class VirtMachine:
     def _take_backend_vcpu(self, vcpu: Vcpu) -> BackendVcpu:
         if self.backend.capabilities.parks_vcpus:
             return self.parked.unpark(vcpu.slot.arch_id)
-        return self.backend.create_vcpu(vcpu.slot)
+        return self.calls.create_vcpu(vcpu.slot)
 
     def _return_backend_vcpu(self, handle: BackendVcpu) -> None:
         if self.backend.capabilities.parks_vcpus:
             self.parked.park(handle)
         else:
-            self.backend.destroy_vcpu(handle)
+            self.calls.destroy_vcpu(handle)
 
     def find_device(self, device_id: str) -> Vcpu:
         """The CPU whose ``id`` (or QOM path) is ``device_id``."""
@@ -483,18 +530,32 @@ class VirtMachine:
                 )
             handle = vcpu.handle
             assert handle is not None
-            self.backend.unrealize_vcpu(handle)
+            self.calls.unrealize_vcpu(handle)
             handle.realized = False
+            try:
+                self._return_backend_vcpu(handle)
+            except BackendCallError:
+                self._rerealize(handle)  # destroy_vcpu failed: leave the CPU plugged, as it was
+                raise
             self.irqchip.set_accessible(index, False)
             vcpu.advance("eject")
             vcpu.handle = None
-            self._return_backend_vcpu(handle)
             device_id, path = vcpu.device_id, vcpu.qom_path
             vcpu.device_id = None
             vcpu.insert_pending = vcpu.remove_pending = vcpu.fw_remove = False
             vcpu.unplug_requested = False
             self.events.emit(ev.DEVICE_DELETED, device=device_id, path=path, cpu_index=index)
             self.notify("vcpuhp_cpu_unplugged", vcpu=vcpu, device_id=device_id)
+
+    def _rerealize(self, handle: BackendVcpu) -> None:
+        """Undo an unrealize whose eject could not finish; if even that fails, the
+        CPU stays plugged with an unrealized vCPU and the error is logged."""
+        try:
+            self.calls.realize_vcpu(handle)
+        except VcpuhpError:
+            _log.exception("could not undo the unrealize of CPU %d", handle.slot.index)
+        else:
+            handle.realized = True
 
     def ost(self, index: int, event: int, status: int) -> None:
         """The guest's ``_OST`` report for CPU ``index``."""
@@ -552,7 +613,7 @@ class VirtMachine:
             for vcpu in self.vcpus:
                 if vcpu.handle is not None and vcpu.state in (VcpuState.ONLINE,
                                                               VcpuState.ON_PENDING):
-                    self.backend.power_off(vcpu.handle)
+                    self._power_off_reporting(vcpu)
 
     def guest_system_reset(self) -> None:
         """PSCI ``SYSTEM_RESET``: every enabled CPU powered off, the GIC reset, the
@@ -560,7 +621,7 @@ class VirtMachine:
         with self._lock:
             for vcpu in self.vcpus:
                 if vcpu.state in (VcpuState.ONLINE, VcpuState.ON_PENDING):
-                    self.backend.power_off(vcpu.handle)
+                    self._power_off_reporting(vcpu)
                 if vcpu.enabled:
                     vcpu.advance("reset")
             self.irqchip.reset()
@@ -568,6 +629,15 @@ class VirtMachine:
                 self._load_boot_image()  # a reset guest starts from pristine tables and image
             self.events.emit(ev.RESET, guest=True, reason="guest-reset")
             self._start_boot_cpu()
+
+    def _power_off_reporting(self, vcpu: Vcpu) -> None:
+        """Power ``vcpu`` off for a system event that cannot be refused (reset, power
+        off): a backend that fails is reported with a ``VCPU_FAULT`` event."""
+        try:
+            self.calls.power_off(vcpu.handle)
+        except VcpuhpError as exc:
+            _log.error("%s", exc)
+            self.events.emit(ev.VCPU_FAULT, cpu_index=vcpu.slot.index, message=str(exc))
 
     # -- guest accesses (executing backends and the null test driver) --------------------------
 
@@ -605,7 +675,10 @@ class VirtMachine:
     def _interrupt_signal(self, index: int) -> None:
         vcpu = self.vcpus[index]
         if vcpu.handle is not None and vcpu.handle.realized:
-            self.backend.kick(vcpu.handle)
+            try:
+                self.calls.kick(vcpu.handle)
+            except VcpuhpError:
+                _log.exception("kick of CPU %d failed", index)
         # INTERRUPT tells a test-driver guest (a backend that executes no guest code) that
         # it has an interrupt to take; an executing backend's guest takes it itself, and an
         # event per timer tick would only keep the event thread busy.
@@ -635,8 +708,12 @@ class VirtMachine:
             _log.error("%s", message)
             if vcpu.state in (VcpuState.ONLINE, VcpuState.ON_PENDING):
                 vcpu.state = VcpuState.POWERED_OFF
+                self.irqchip.reset_cpu_interface(index)
                 if vcpu.handle is not None:
-                    self.backend.power_off(vcpu.handle)
+                    try:
+                        self.calls.power_off(vcpu.handle)
+                    except VcpuhpError as exc:
+                        message += f"; and powering it off failed: {exc}"
             self.events.emit(ev.VCPU_FAULT, cpu_index=index, message=message)
             self._check_panicked(index, message)
 
@@ -690,7 +767,7 @@ class VirtMachine:
     def backend_stats(self) -> dict[str, Any]:
         """The backend's resource counts plus the parked-vCPU count."""
         with self._lock:
-            return {"parked": len(self.parked), **self.backend.stats()}
+            return {"parked": len(self.parked), **self.calls.stats()}
 
     def snapshot(self) -> dict[str, Any]:
         """All machine state, for exact before/after comparisons."""

@@ -19,7 +19,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from vcpuhp import events as ev
-from vcpuhp.errors import GuestError
+from vcpuhp.errors import GuestError, VcpuhpError
 from vcpuhp.psci import (
     IMPLEMENTED,
     MIGRATE_INFO_TYPE_NOT_NEEDED,
@@ -112,8 +112,8 @@ class PsciFirmware:
         target.advance("cpu_on")
         target.entry_point, target.context_id = entry, context
         try:
-            machine.backend.power_on(target.handle, entry, (context,))
-        except Exception:
+            machine.calls.power_on(target.handle, entry, (context,))
+        except VcpuhpError:
             _log.exception("backend failed to power on CPU %d", target.slot.index)
             target.state, target.entry_point, target.context_id = previous
             return PsciReturn.INTERNAL_FAILURE
@@ -123,8 +123,15 @@ class PsciFirmware:
         machine = self._machine
         if not any(v.online for v in machine.vcpus if v is not caller):
             return PsciReturn.DENIED  # the last running CPU keeps the machine alive
+        try:
+            machine.calls.power_off(caller.handle)
+        except VcpuhpError:
+            _log.exception("backend failed to power off CPU %d", caller.slot.index)
+            return PsciReturn.DENIED
         caller.advance("cpu_off")
-        machine.backend.power_off(caller.handle)
+        # A powered-off CPU's interface is in reset, so a CPU_ON that fails later
+        # leaves the GIC exactly as it was.
+        machine.irqchip.reset_cpu_interface(caller.slot.index)
         machine.events.emit(ev.CPU_POWERED_OFF, cpu_index=caller.slot.index,
                             device=caller.device_id)
         machine.notify("vcpuhp_cpu_powered_off", vcpu=caller)

@@ -74,14 +74,14 @@ class NullBackend(AcceleratorBackend):
     def realize_vcpu(self, vcpu: BackendVcpu) -> None:
         own = self._own(vcpu)
         if own.realized:
-            raise StateError(f"null: {vcpu!r} is already realized")
+            raise BackendError(f"null: {vcpu!r} is already realized")
         own.powered = own.start_pending = False
         self.realizations += 1
 
     def unrealize_vcpu(self, vcpu: BackendVcpu) -> None:
         own = self._own(vcpu)
         if own.powered:
-            raise StateError(f"null: cannot unrealize powered-on {vcpu!r}")
+            raise BackendError(f"null: cannot unrealize powered-on {vcpu!r}")
 
     def destroy_vcpu(self, vcpu: BackendVcpu) -> None:
         own = self._own(vcpu)
@@ -121,11 +121,11 @@ class NullBackend(AcceleratorBackend):
     def stats(self) -> dict[str, Any]:
         return {
             "vcpus": len(self.vcpus),
-            "created": self.created,
-            "destroyed": self.destroyed,
+            "total_created": self.created,
+            "total_destroyed": self.destroyed,
             "realized": sum(1 for v in self.vcpus.values() if v.realized),
             "powered": sum(1 for v in self.vcpus.values() if v.powered),
-            "realizations": self.realizations,
+            "total_realizations": self.realizations,
             "threads": 0,
         }
 

@@ -10,11 +10,7 @@ ejects removed ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 from vcpuhp import memmap
-from vcpuhp.devices import cpu_hotplug as reg
 from vcpuhp.devices.ged import GED_EVENT_CPU_HOTPLUG
 from vcpuhp.gic import (
     GICD_CTLR,
@@ -25,63 +21,39 @@ from vcpuhp.gic import (
     GICR_WAKER,
 )
 from vcpuhp.machine import VirtMachine
-from vcpuhp.psci import PsciFunction
+from vcpuhp.testing.guest import (
+    OST_DEVICE_CHECK,
+    OST_EJECT_REQUEST,
+    OST_FAILURE,
+    OST_SUCCESS,
+    SECONDARY_ENTRY,
+    HotplugEvent,
+    ScriptedGuest,
+)
 from vcpuhp_null.backend import NullBackend
 
-OST_DEVICE_CHECK = 0x01
-OST_EJECT_REQUEST = 0x03
-OST_SUCCESS = 0x00
-OST_FAILURE = 0x01
-SECONDARY_ENTRY = memmap.KERNEL_LOAD_ADDR
+__all__ = [
+    "OST_DEVICE_CHECK",
+    "OST_EJECT_REQUEST",
+    "OST_FAILURE",
+    "OST_SUCCESS",
+    "SECONDARY_ENTRY",
+    "GuestDriver",
+    "HotplugEvent",
+]
 
 
-@dataclass(frozen=True)
-class HotplugEvent:
-    """One CPU the scan found with an event."""
+class GuestDriver(ScriptedGuest):
+    """Plays the guest on a machine with the null backend, GIC included.
 
-    index: int
-    kind: Literal["insert", "remove"]
-
-
-class GuestDriver:
-    """Plays the guest on a machine (usually one with the null backend)."""
+    The protocol steps come from :class:`vcpuhp.testing.guest.ScriptedGuest`;
+    this adds what only the userspace GIC model allows from outside (set-up,
+    acknowledge, end of interrupt), the null backend's deferred starts, and
+    steps that never wait (null vCPUs start at once, or when told to).
+    """
 
     def __init__(self, machine: VirtMachine, boot_cpu: int = 0) -> None:
-        self.machine = machine
-        self.boot_cpu = boot_cpu
-
-    # -- raw accesses ---------------------------------------------------------------
-
-    def read(self, addr: int, size: int) -> int:
-        """Guest read of ``size`` bytes."""
-        return self.machine.mmio_read(addr, size, cpu=self.boot_cpu)
-
-    def write(self, addr: int, size: int, value: int) -> None:
-        """Guest write of ``size`` bytes."""
-        self.machine.mmio_write(addr, size, value, cpu=self.boot_cpu)
-
-    def psci(self, cpu: int, function_id: int, *args: int) -> int:
-        """PSCI call made by CPU ``cpu``; the signed result."""
-        return self.machine.psci_call(cpu, function_id, *args)
-
-    def mpidr(self, index: int) -> int:
-        """The MPIDR value of CPU ``index``."""
-        return self.machine.topology.slots[index].mpidr
-
-    def cpu_on(self, target: int, caller: int | None = None,
-               entry_point: int = SECONDARY_ENTRY) -> int:
-        """PSCI ``CPU_ON`` of CPU ``target`` (context id = its index)."""
-        return self.psci(self.boot_cpu if caller is None else caller, PsciFunction.CPU_ON_64,
-                         self.mpidr(target), entry_point, target)
-
-    def cpu_off(self, cpu: int) -> int:
-        """PSCI ``CPU_OFF`` made by CPU ``cpu`` itself."""
-        return self.psci(cpu, PsciFunction.CPU_OFF)
-
-    def affinity_info(self, target: int, caller: int | None = None) -> int:
-        """PSCI ``AFFINITY_INFO`` of CPU ``target`` at level 0."""
-        return self.psci(self.boot_cpu if caller is None else caller,
-                         PsciFunction.AFFINITY_INFO_64, self.mpidr(target), 0)
+        super().__init__(machine, boot_cpu)
 
     def start(self, index: int) -> None:
         """Let a deferred start proceed (null backend with ``defer-start=on``)."""
@@ -90,77 +62,7 @@ class GuestDriver:
             raise TypeError("deferred starts exist only on the null backend")
         backend.start(index)
 
-    # -- the CPU hotplug register block -----------------------------------------------
-
-    def _hp(self, offset: int) -> int:
-        return memmap.CPU_HOTPLUG.base + offset
-
-    def select(self, index: int) -> None:
-        """Write the CPU selector."""
-        self.write(self._hp(reg.OFF_SELECTOR), 4, index)
-
-    def flags(self) -> int:
-        """Read the selected CPU's flags."""
-        return self.read(self._hp(reg.OFF_FLAGS), 1)
-
-    def write_flags(self, value: int) -> None:
-        """Write the selected CPU's flags byte."""
-        self.write(self._hp(reg.OFF_FLAGS), 1, value)
-
-    def command(self, command: int) -> None:
-        """Write the command byte."""
-        self.write(self._hp(reg.OFF_COMMAND), 1, command)
-
-    def data(self) -> int:
-        """Read command data."""
-        return self.read(self._hp(reg.OFF_DATA), 4)
-
-    def write_data(self, value: int) -> None:
-        """Write command data."""
-        self.write(self._hp(reg.OFF_DATA), 4, value)
-
-    def arch_id(self, index: int) -> int:
-        """Command 3: the arch id of CPU ``index``."""
-        self.select(index)
-        self.command(reg.CMD_GET_ARCH_ID)
-        return self.data() | (self.read(self._hp(reg.OFF_SELECTOR), 4) << 32)
-
-    def eject(self, index: int) -> None:
-        """``_EJ0``: eject CPU ``index``."""
-        self.select(index)
-        self.write_flags(reg.FLAG_EJECT)
-
-    def ost(self, index: int, event: int, status: int) -> None:
-        """``_OST(event, status)`` for CPU ``index``."""
-        self.select(index)
-        self.command(reg.CMD_OST_EVENT)
-        self.write_data(event)
-        self.command(reg.CMD_OST_STATUS)
-        self.write_data(status)
-
-    def read_ged(self) -> int:
-        """Read (and clear) the GED event selector."""
-        return self.read(memmap.ACPI_GED.base, 4)
-
-    def scan(self) -> list[HotplugEvent]:
-        """ACPI ``CSCN``: collect and acknowledge every CPU with an insert or remove event."""
-        found: list[HotplugEvent] = []
-        for _ in range(2 * len(self.machine.vcpus)):
-            self.command(reg.CMD_GET_NEXT_CPU_WITH_EVENT)
-            index = self.data()
-            self.select(index)
-            flags = self.flags()
-            if flags & reg.FLAG_INSERT:
-                self.write_flags(reg.FLAG_INSERT)
-                found.append(HotplugEvent(index, "insert"))
-            elif flags & reg.FLAG_REMOVE:
-                self.write_flags(reg.FLAG_REMOVE)
-                found.append(HotplugEvent(index, "remove"))
-            else:
-                break
-        return found
-
-    def handle_hotplug(self) -> list[HotplugEvent]:
+    def handle_hotplug(self, *, force: bool = False) -> list[HotplugEvent]:
         """What the guest does on the GED interrupt: scan, online inserted CPUs,
         offline and eject removed ones, report ``_OST`` for each.
 
@@ -169,7 +71,7 @@ class GuestDriver:
         enabled after ``_EJ0``; otherwise failure (1). Like Linux, a CPU that
         ``CPU_OFF`` could not take offline is not ejected.
         """
-        if not self.read_ged() & GED_EVENT_CPU_HOTPLUG:
+        if not self.read_ged() & GED_EVENT_CPU_HOTPLUG and not force:
             return []
         found = self.scan()
         for event in found:
