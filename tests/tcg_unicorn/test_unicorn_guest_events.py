@@ -83,7 +83,10 @@ def _qmp(path: Path, *commands: str) -> list[bytes]:
         for command in ("qmp_capabilities", *commands):
             stream.write(b'{"execute": "%s"}\n' % command.encode())
             stream.flush()
-            replies.append(stream.readline())
+            reply = stream.readline()
+            while reply.startswith(b'{"event"'):  # e.g. SHUTDOWN before the reply
+                reply = stream.readline()
+            replies.append(reply)
         return replies
 
 
