@@ -19,9 +19,11 @@ require_unicorn()
 
 import a64asm as a  # noqa: E402
 from exception_guests import (  # noqa: E402
+    B_NEXT,
     HVC_CALLS,
     HVC_RESULTS,
     HVC_RETURNS,
+    UNBACKED,
     ExceptionGuest,
     check,
     exception_guest,
@@ -31,6 +33,7 @@ from exception_guests import (  # noqa: E402
 from unicorn_guests import BASE, DONE, DONE_MAGIC, RESULTS, elf_image, write_image  # noqa: E402
 
 from vcpuhp import events as ev  # noqa: E402
+from vcpuhp import memmap  # noqa: E402
 from vcpuhp.machine import RunState, VirtMachine  # noqa: E402
 
 MakeMachine = Callable[..., VirtMachine]
@@ -102,3 +105,29 @@ def test_vcpuhp_run_exits_non_zero_when_the_guest_panics(
     assert done.returncode == status, done.stderr
     assert "event GUEST_PANICKED" in done.stdout
     assert "GUEST_PANICKED" in done.stderr
+
+
+def test_a_store_to_unbacked_memory_aborts_with_the_registers_as_at_the_store(
+    unicorn_machine: MakeMachine, tmp_path: Path
+) -> None:
+    # The store is skipped and the rest of its block still runs (see the backend
+    # README): what ran after it must not show in the registers the handler sees, and
+    # its MMIO accesses must not reach the devices.
+    p = a.Program(BASE)(a.mov64(9, RESULTS)).mov_label(2, "vectors")(a.msr(*a.VBAR_EL1, 2))
+    p(a.ISB, a.movz(3, 5), a.mov64(1, UNBACKED), a.mov64(5, memmap.UART.base))
+    p(a.movz(4, ord("Z")), a.movz(6, ord("\n")))
+    p.label("store")(a.str64(2, 1), a.add_imm(3, 3, 1), a.str32(4, 5), a.str32(6, 5))
+    p(B_NEXT)  # the block ends here
+    p.label("idle")(a.WFI).b("idle")
+    p.align(2048).label("vectors")
+    p.pad_to(p.address("vectors") + 0x200)  # current EL, SP_ELx, synchronous
+    p(a.mrs(10, *a.ELR_EL1), a.str64(10, 9, 0x108), a.str64(3, 9, 0x110))
+    p(a.mrs(10, *a.ESR_EL1), a.str64(10, 9, 0x118))
+    p(a.movz(5, DONE_MAGIC), a.str64(5, 9, DONE)).label("park")(a.WFI).b("park")
+    machine = unicorn_machine("cpus=1,maxcpus=1", kernel=write_image(tmp_path, p))
+    wait_until(lambda: read_u64(machine, RESULTS + DONE) == DONE_MAGIC, what="the abort")
+    assert read_u64(machine, RESULTS + 0x108) == p.address("store")
+    assert read_u64(machine, RESULTS + 0x118) == 0x9600_0050
+    assert read_u64(machine, RESULTS + 0x110) == 5, "x3 as it was at the store"
+    machine.events.flush()
+    assert "Z" not in machine.console, "a UART write after the store reached the device"

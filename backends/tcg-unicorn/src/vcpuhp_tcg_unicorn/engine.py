@@ -331,6 +331,14 @@ class Engine:
         if error is not None:
             raise error
 
+    def snapshot(self) -> Any:
+        """The CPU's registers as of now (``uc_context_save``; callable from a hook)."""
+        return self.uc.context_save()
+
+    def restore(self, snapshot: Any) -> None:
+        """Put back registers saved by :meth:`snapshot` (not while running)."""
+        self.uc.context_restore(snapshot)
+
     def request_stop(self) -> None:
         """End :meth:`run` at the next block boundary (any thread; see the module notes).
 

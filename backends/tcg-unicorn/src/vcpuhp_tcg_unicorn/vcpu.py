@@ -177,6 +177,8 @@ class UnicornVcpu(BackendVcpu):
         self._hook_stopped = False
         self._after_run: Callable[[], None] | None = None
         self._invalid_access: tuple[int, int, int, int] | None = None
+        self._at_faulting_store: Any = None
+        """Registers at a store to unbacked memory; set, the rest of the run is void."""
         self._last_taken: SyncException | None = None
         self._entered_at = -1
         self.thread: threading.Thread | None = None
@@ -423,6 +425,8 @@ class UnicornVcpu(BackendVcpu):
             self._run_epoch = epoch
         self._hook_stopped = False
         self._after_run = None
+        self._at_faulting_store = None
+        self._invalid_access = None
         error: BaseException | None = None
         try:
             self.engine.run(self.slice_instructions)
@@ -459,10 +463,13 @@ class UnicornVcpu(BackendVcpu):
 
     def _deliver_or_fault(self, epoch: int, error: BaseException) -> None:
         invalid, self._invalid_access = self._invalid_access, None
+        at_store, self._at_faulting_store = self._at_faulting_store, None
         if isinstance(error, UcError) and invalid is not None:
             access, addr, _size, pc = invalid
             fetching = access == unicorn_const.UC_MEM_FETCH_UNMAPPED
             writing = access == unicorn_const.UC_MEM_WRITE_UNMAPPED
+            if at_store is not None:
+                self.engine.restore(at_store)  # undo what ran after the store (registers)
             try:
                 self._take(external_abort(self.engine, fetching, writing, addr, pc))
                 return
@@ -582,10 +589,14 @@ class UnicornVcpu(BackendVcpu):
 
     def mmio_read(self, addr: int, size: int) -> int:
         """Guest MMIO read: the machine's device model answers."""
+        if self._at_faulting_store is not None:
+            return 0  # after a store to unbacked memory in this block: void
         return self._guest_access(0, self._machine.mmio_read, addr, size, self.index)
 
     def mmio_write(self, addr: int, size: int, value: int) -> None:
         """Guest MMIO write to the machine's device model."""
+        if self._at_faulting_store is not None:
+            return  # after a store to unbacked memory in this block: void
         self._guest_access(None, self._machine.mmio_write, addr, size, value, self.index)
         if self.engine.irq_line.level:
             self._sync_irq_line()  # e.g. a GIC write that disabled the pending interrupt
@@ -593,12 +604,20 @@ class UnicornVcpu(BackendVcpu):
     def unmapped(self, access: int, addr: int, size: int) -> None:
         """Remember the access and its PC: the run ends and the guest gets an external abort.
 
-        Unicorn synced PC to the accessing instruction before this hook. A read ends
-        the run there; a write is skipped and the rest of its translation block still
-        runs before the run ends, so the abort names the store's PC but the
-        instructions after it in that block have executed (a known inexactness).
+        Unicorn synced PC and every register to the accessing instruction before
+        this hook. A read or fetch ends the run right there. A write is skipped and
+        the rest of its translation block still runs before the run ends (the check
+        that would end it at once is the one :mod:`~vcpuhp_tcg_unicorn.stops`
+        switches off); so the registers are saved here and put back before the
+        abort is taken, and the block's remaining MMIO accesses, system register
+        writes and exceptions are voided. Its remaining stores to RAM do happen:
+        that is the inexactness left (see the backend README).
         """
+        if self._invalid_access is not None:
+            return  # the first one is the abort; the rest of the block is void
         self._invalid_access = (access, addr, size, self.engine.pc)
+        if access == unicorn_const.UC_MEM_WRITE_UNMAPPED:
+            self._at_faulting_store = self.engine.snapshot()
 
     def sysreg_read(self, reg: Sysreg) -> int | None:
         """``CNT{V,P}_CTL_EL0`` with a live ``ISTATUS``; Unicorn answers the rest."""
@@ -609,6 +628,8 @@ class UnicornVcpu(BackendVcpu):
 
     def sysreg_write(self, reg: Sysreg, value: int) -> bool:
         """Timer writes arm the deadline; ``TVAL`` is stored as the ``CVAL`` it means."""
+        if self._at_faulting_store is not None:
+            return False  # void: no timer side effect (Unicorn's own copy is restored)
         timer = TIMER_SYSREGS.get(reg)
         if timer is None:
             return False
@@ -649,6 +670,10 @@ class UnicornVcpu(BackendVcpu):
         ``NOT_SUPPORTED`` (-1) in x0 rather than faulting.
         """
         engine = self.engine
+        if self._at_faulting_store is not None:  # void: the store's abort comes first
+            self._hook_stopped = True
+            engine.stop_from_exception_hook()
+            return
         pc = engine.pc
         if intno == EXCP_UDEF:
             word = fetch(engine, pc)
