@@ -13,14 +13,9 @@ back with QMP ``pmemsave``.
 
 from __future__ import annotations
 
-import json
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from unicorn_testlib import read_u64, require_unicorn, wait_until
@@ -38,77 +33,27 @@ from exception_guests import (  # noqa: E402
     mmu_guest,
     read_records,
 )
+from qemu_runner import QEMU_SECONDS, qemu  # noqa: E402
 from unicorn_guests import DONE, DONE_MAGIC, RESULTS, elf_image  # noqa: E402
 
 from vcpuhp.machine import VirtMachine  # noqa: E402
 
 MakeMachine = Callable[..., VirtMachine]
-QEMU_SECONDS = 60.0
 PAGE = 0x1000
-
-
-class _Qmp:
-    """A minimal blocking QMP client (commands in order; events skipped)."""
-
-    def __init__(self, path: Path) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(QEMU_SECONDS)
-        self._sock.connect(str(path))
-        self._stream = self._sock.makefile("rwb")
-        json.loads(self._stream.readline())  # the greeting
-        self.execute("qmp_capabilities")
-
-    def execute(self, command: str, **arguments: Any) -> Any:
-        message = {"execute": command, **({"arguments": arguments} if arguments else {})}
-        self._stream.write(json.dumps(message).encode() + b"\n")
-        self._stream.flush()
-        while True:
-            reply = json.loads(self._stream.readline())
-            if "event" in reply:
-                continue
-            if "error" in reply:
-                raise AssertionError(f"QMP {command}: {reply['error']}")
-            return reply["return"]
-
-    def close(self) -> None:
-        self._stream.close()
-        self._sock.close()
 
 
 def run_in_qemu(image: Path, tmp_path: Path) -> bytes:
     """Run ``image`` under qemu-system-aarch64 until it set DONE; the results page."""
-    qemu = shutil.which("qemu-system-aarch64")
-    assert qemu is not None
-    path, dump = tmp_path / "qmp.sock", tmp_path / "results.bin"
-    command = [qemu, "-M", "virt", "-cpu", "max", "-m", "256M", "-nographic", "-nic", "none",
-               "-monitor", "none", "-qmp", f"unix:{path},server=on,wait=off",
-               "-kernel", str(image)]
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    try:
+    dump = tmp_path / "results.bin"
+    with qemu(tmp_path, ["-kernel", str(image)]) as (_process, qmp):
         deadline = time.monotonic() + QEMU_SECONDS
-        while not path.exists():
-            assert process.poll() is None, f"QEMU exited: {process.communicate()[1]!r}"
-            assert time.monotonic() < deadline, "QEMU's QMP socket never appeared"
+        while True:
+            qmp.execute("pmemsave", val=RESULTS, size=PAGE, filename=str(dump))
+            page = dump.read_bytes()
+            if int.from_bytes(page[DONE:DONE + 8], "little") == DONE_MAGIC:
+                return page
+            assert time.monotonic() < deadline, "the guest never finished under QEMU"
             time.sleep(0.02)
-        qmp = _Qmp(path)
-        try:
-            while True:
-                qmp.execute("pmemsave", val=RESULTS, size=PAGE, filename=str(dump))
-                page = dump.read_bytes()
-                if int.from_bytes(page[DONE:DONE + 8], "little") == DONE_MAGIC:
-                    break
-                assert time.monotonic() < deadline, "the guest never finished under QEMU"
-                time.sleep(0.02)
-            qmp.execute("quit")
-        finally:
-            qmp.close()
-        process.wait(timeout=QEMU_SECONDS)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    return page
 
 
 def run_in_unicorn(unicorn_machine: MakeMachine, image: Path) -> bytes:
