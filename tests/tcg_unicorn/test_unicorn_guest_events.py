@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,9 @@ STATUS = memmap.GUEST_STATUS_ADDR
 WORK = STATUS + 0x420
 ALL_ONLINE = "possible 0-3 present 0-3 enabled 0-3 online 0-3"
 POWER_OFF_LINE = "vcpuhp-guest: power button: powering off"
+TICK_SECONDS = 0.1
+"""The bundled guest's secondaries tick at 10 Hz."""
+PPI_VIRTUAL_TIMER = 27
 
 
 def work(machine: VirtMachine, cpu: int) -> int:
@@ -103,3 +107,19 @@ def test_vcpuhp_run_exits_0_when_the_power_button_powers_the_guest_off(
     assert f"guest| {POWER_OFF_LINE}" in out, err
     assert "event SHUTDOWN" in out
 
+
+
+def test_no_timer_fires_while_the_machine_is_paused(unicorn_machine: MakeMachine) -> None:
+    machine = unicorn_machine("cpus=2,maxcpus=2")
+    wait_until(console_has(machine, "possible 0-1 present 0-1 enabled 0-1 online 0-1"),
+               what="boot")
+    wait_until(lambda: work(machine, 1) >= 1, what="a tick")
+    machine.stop()
+    expiries = machine.backend_stats()["total_timer_expiries"]
+    frozen = work(machine, 1)
+    time.sleep(3 * TICK_SECONDS)  # three tick periods: each would have fired
+    assert PPI_VIRTUAL_TIMER not in machine.gic.cpus[1].pending_private
+    assert machine.backend_stats()["total_timer_expiries"] == expiries
+    assert work(machine, 1) == frozen
+    machine.cont()
+    wait_until(lambda: work(machine, 1) > frozen, what="ticks after resume")

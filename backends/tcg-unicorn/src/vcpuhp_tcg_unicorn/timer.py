@@ -193,18 +193,26 @@ class GenericTimer:
         self._service.owner_sleeps(self)
         return min(armed) if armed else None
 
-    def wake(self) -> None:
-        """The owner stops waiting: raise what is due, give the rest back to the service."""
+    def wake(self, fire: bool = True) -> None:
+        """The owner stops waiting: raise what is due, give the rest back to the service.
+
+        ``fire=False`` (the machine is paused): raise nothing, give every armed
+        deadline back to the service, which holds expiries until resume.
+        """
         now = counter()
         with self._lock:
             self._owner_sleeping = False
-            due = [(which, t.cval) for which, t in enumerate(self._timers)
-                   if t.ctl & CTL_ENABLE and not t.ctl & CTL_IMASK and not t.level
-                   and now >= t.cval]
+            armed = [(which, t.generation, t.cval) for which, t in enumerate(self._timers)
+                     if t.ctl & CTL_ENABLE and not t.ctl & CTL_IMASK and not t.level]
+        if not fire:
+            for which, generation, cval in armed:
+                self._service.schedule(self, which, generation, cval)
+            return
         for which in (VIRTUAL, PHYSICAL):
             self._update(which)
-        for _which, cval in due:
-            self._service.record((now - cval) * COUNTER_PERIOD_NS)
+        for _which, _generation, cval in armed:
+            if now >= cval:
+                self._service.record((now - cval) * COUNTER_PERIOD_NS)
 
     def reset(self) -> None:
         """CPU reset (PSCI ``CPU_ON``, power off): both timers disabled, lines low."""

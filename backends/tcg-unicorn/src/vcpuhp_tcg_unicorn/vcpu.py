@@ -367,7 +367,7 @@ class UnicornVcpu(BackendVcpu):
                 self._in_wfi = waiting_for_interrupt
                 try:
                     while not self._quit and not self._may_run(waiting_for_interrupt):
-                        if deadline is None:
+                        if deadline is None or self._paused:
                             self._cond.wait()
                             continue
                         remaining_ns = (deadline - counter()) * COUNTER_PERIOD_NS
@@ -376,8 +376,8 @@ class UnicornVcpu(BackendVcpu):
                         self._cond.wait(remaining_ns / 1e9)
                 finally:
                     self._in_wfi = False
-                    if sleeping:
-                        self.timer.wake()  # raising a due line kicks this vCPU
+                    if sleeping:  # raising a due line kicks this vCPU; paused: nothing fires
+                        self.timer.wake(fire=not self._paused)
 
     def _loop(self) -> None:
         waiting_for_interrupt = False
