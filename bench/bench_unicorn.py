@@ -8,7 +8,11 @@ on a shared host lands on every figure alike; each figure is then reported as
 best / median / worst over the repetitions with its spread ((worst - best) /
 median). The host's load average is recorded before and after every
 repetition: while it is above the number of cores the figures are the host's
-as much as the backend's.
+as much as the backend's. On Linux with ``sched_autogroup`` each session gets
+an equal share of the CPUs however many threads it runs (the JSON records
+this process's ``/proc/self/autogroup``), so on a shared host the two vCPUs
+of the scaling figure may be given half a core between them: their runnable
+fraction shows that they were ready to run in parallel all along.
 
 * **speed**: guest instructions per second of one busy vCPU on a timed loop
   (``subs; add; b.ne``, 3 instructions per turn, in a minimal ELF), the same
@@ -79,6 +83,14 @@ def rss_kib() -> int:
 def load() -> list[float]:
     """The host's 1, 5 and 15 minute load averages."""
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def autogroup() -> str | None:
+    """This process's scheduler autogroup and its nice value (Linux), if any."""
+    try:
+        return Path("/proc/self/autogroup").read_text().strip()
+    except OSError:
+        return None
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -418,7 +430,7 @@ def print_report(result: dict[str, Any]) -> None:
     figures, runs = result["figures"], result["runs"]
     loads = [r["load_before"][0] for r in runs] + [r["load_after"][0] for r in runs]
     print(f"{len(runs)} repetitions on {result['host']['cpus']} cores; 1-minute load "
-          f"{min(loads)}-{max(loads)}")
+          f"{min(loads)}-{max(loads)}; {result['host']['autogroup']}")
     print(f"{'figure':44s} {'best':>10s} {'median':>10s} {'worst':>10s} {'spread':>7s}")
     for name, row in figures.items():
         if "best" in row:
@@ -468,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         del run["hotplug"]["samples_s"]
     result = {
         "host": {"machine": platform.machine(), "python": platform.python_version(),
-                 "cpus": len(os.sched_getaffinity(0))},
+                 "cpus": len(os.sched_getaffinity(0)), "autogroup": autogroup()},
         "arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "figures": figures,
         "runs": runs,
