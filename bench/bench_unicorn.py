@@ -1,24 +1,38 @@
-"""Benchmark of the tcg-unicorn backend (not a test: prints numbers, writes JSON).
+"""Benchmark of the tcg-unicorn backend: every issue-11 figure, several repetitions.
 
-    python bench/bench_unicorn.py [--cycles 1000] [--out bench/results/unicorn.json]
+    python bench/bench_unicorn.py [--repeat 3] [--cycles 300] [--out bench/results/unicorn.json]
 
-Measures, with the bundled guest answering hotplug:
+Not a test: it prints a table and writes JSON. Each repetition measures every
+figure once, one after the other, so that a burst of load from other processes
+on a shared host lands on every figure alike; each figure is then reported as
+best / median / worst over the repetitions with its spread ((worst - best) /
+median). The host's load average is recorded before and after every
+repetition: while it is above the number of cores the figures are the host's
+as much as the backend's. On Linux with ``sched_autogroup`` each session gets
+an equal share of the CPUs however many threads it runs (the JSON records
+this process's ``/proc/self/autogroup``), so on a shared host the two vCPUs
+of the scaling figure may be given half a core between them: their runnable
+fraction shows that they were ready to run in parallel all along.
 
-* ``device_add`` -> the vCPU starts (``CPU_POWERED_ON``) and -> the guest marks
-  it online in its status page; ``device_del`` -> ``DEVICE_DELETED``
-  (median and p99, milliseconds);
-* plug/unplug cycles per second, RSS before and after the cycles, and that
-  engines, threads and translation contexts came back to their start;
-
-and, with a tight guest loop (``subs; add; b.ne``: 3 instructions per turn,
-instruction words from ``tests/tcg_unicorn/a64asm.py`` in a minimal ELF):
-
-* guest instructions per second of one busy vCPU and the aggregate of two,
-  with the process CPU time over wall time (above 1 means the vCPU threads ran
-  in parallel: Unicorn releases the GIL in ``emu_start``) and how fast a pure
-  Python thread counts meanwhile (the GIL is free for it);
-* the same loop timed under ``qemu-system-aarch64 -M virt -cpu max`` for the
-  ratio (skipped, with a note, when QEMU is not installed).
+* **speed**: guest instructions per second of one busy vCPU on a timed loop
+  (``subs; add; b.ne``, 3 instructions per turn, in a minimal ELF), the same
+  loop under ``qemu-system-aarch64 -M virt -cpu max`` TCG, and their ratio
+  (QEMU skipped, with a note, when it is not installed);
+* **scaling**: aggregate guest instructions per second of two vCPUs each
+  counting in its own cache line, over one; with the process CPU time over
+  wall time, and each vCPU thread's *runnable fraction* (time on a CPU plus
+  time waiting for one, over wall time, from ``/proc/.../schedstat``): near
+  1.0 means nothing in the process (the GIL, a lock) held that thread back,
+  whatever the load, so the vCPUs ran in parallel as far as the host let them;
+* **latency**: with the bundled guest otherwise idle, ``device_add`` -> the
+  vCPU starts (``CPU_POWERED_ON``), -> the guest reports it online (its
+  ``_OST`` success), ``device_del`` -> ``DEVICE_DELETED`` (median, p99 per
+  repetition), cycles per second, RSS, and that engines, threads and
+  translation contexts came back to their start;
+* **idle**: process CPU time over wall time with ``cpus=4``, all online,
+  every CPU sleeping in ``wfi`` between its timer ticks;
+* **timer**: how late a guest sleeping in ``wfi`` with its virtual timer
+  armed 2 ms ahead woke (``CNTVCT`` at the wake minus ``CVAL``).
 """
 
 from __future__ import annotations
@@ -26,15 +40,16 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +58,18 @@ from vcpuhp import events as ev
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "tcg_unicorn"))
 import a64asm as a
+from unicorn_guests import DONE, DONE_MAGIC, RESULTS, TIMER_LATE, elf_image, timer_guest
 
-STATUS = memmap.GUEST_STATUS_ADDR
-ONLINE = STATUS + 0x20
-COUNTERS = STATUS + 0x800
-"""Per-CPU loop counters of the throughput image, one 64-byte line each."""
+COUNTERS = memmap.GUEST_STATUS_ADDR + 0x800
+"""Per-CPU loop counters of the counting image, one 64-byte line each."""
 LOOP_INSNS = 3
 PSCI_SYSTEM_OFF = 0x8400_0008
 CPU_ON_64 = 0xC400_0003
+OST_DEVICE_CHECK, OST_SUCCESS = 0x1, 0x0
 LIVE = ("engines", "threads", "contexts_registered", "contexts_free")
+COUNTER_NS = 16
+"""The guest counter's period (62.5 MHz)."""
+SETTLE = 30.0
 
 
 def rss_kib() -> int:
@@ -62,86 +80,62 @@ def rss_kib() -> int:
     return -1
 
 
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return {"median_ms": round(statistics.median(ordered) * 1e3, 3),
-            "p99_ms": round(p99 * 1e3, 3), "max_ms": round(ordered[-1] * 1e3, 3),
-            "samples": len(ordered)}
+def load() -> list[float]:
+    """The host's 1, 5 and 15 minute load averages."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
-# -- hotplug latency and cycles ---------------------------------------------------------------
-
-
-def bench_hotplug(cycles: int) -> dict[str, Any]:
-    machine = VirtMachine(MachineConfig.build("cpus=2,maxcpus=4", accel="tcg-unicorn",
-                                              guest_cmdline="maxcpus=2"))
-    machine.realize()
+def autogroup() -> str | None:
+    """This process's scheduler autogroup and its nice value (Linux), if any."""
     try:
-        deadline = time.monotonic() + 30
-        while "possible 0-3 present 0-3 enabled 0-1 online 0-1" not in machine.console:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"guest did not boot: {machine.console}")
-            time.sleep(0.005)
-        assert machine.memory is not None
-        memory = machine.memory
-        gc.collect()
-        start_stats, start_rss = machine.backend_stats(), rss_kib()
-        start_threads = threading.active_count()
-        calls, powered, online, deleted = [], [], [], []
-        started = time.perf_counter()
-        for n in range(cycles):
-            index = 2 + n % 2
-            device = f"cpu{n}"
-            with machine.events.recorder() as recorder:
-                t0 = time.time()
-                machine.device_add("max-arm-cpu", device, **{"core-id": index})
-                calls.append(time.time() - t0)
-                while not memory.read_int(ONLINE + index, 1):
-                    time.sleep(0)
-                online.append(time.time() - t0)
-                event = recorder.wait_for(ev.CPU_POWERED_ON,
-                                          lambda e, i=index: e.data["cpu_index"] == i)
-                powered.append(event.timestamp - t0)
-                t0 = time.time()
-                machine.device_del(device)
-                event = recorder.wait_for(ev.DEVICE_DELETED,
-                                          lambda e, d=device: e.data["device"] == d)
-                deleted.append(event.timestamp - t0)
-        elapsed = time.perf_counter() - started
-        gc.collect()
-        end_stats, end_rss = machine.backend_stats(), rss_kib()
-        machine.check_invariants()
-        return {
-            "cycles": cycles,
-            "cycles_per_second": round(cycles / elapsed, 1),
-            "device_add_call": percentiles(calls),
-            "device_add_to_powered_on": percentiles(powered),
-            "device_add_to_guest_online": percentiles(online),
-            "device_del_to_device_deleted": percentiles(deleted),
-            "rss_kib_before": start_rss,
-            "rss_kib_after": end_rss,
-            "rss_kib_per_cycle": round((end_rss - start_rss) / cycles, 2),
-            "counts_back_to_start": all(start_stats[k] == end_stats[k] for k in LIVE)
-            and threading.active_count() == start_threads,
-            "backend_stats_after": end_stats,
-        }
-    finally:
-        machine.shutdown()
+        return Path("/proc/self/autogroup").read_text().strip()
+    except OSError:
+        return None
 
 
-# -- guest instruction throughput ---------------------------------------------------------------
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def elf_image(code: bytes, base: int = memmap.KERNEL_LOAD_ADDR) -> bytes:
-    """A minimal AArch64 ELF64 executable: one R+W+X PT_LOAD segment at ``base``."""
-    header_size, phdr_size = 64, 56
-    offset = header_size + phdr_size
-    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
-    header = ident + struct.pack("<HHIQQQIHHHHHH", 2, 183, 1, base, header_size, 0, 0,
-                                 header_size, phdr_size, 1, 0, 0, 0)
-    phdr = struct.pack("<IIQQQQQQ", 1, 7, offset, base, base, len(code), len(code), 0x1000)
-    return header + phdr + code
+def ms(samples: list[float]) -> dict[str, float]:
+    """Median, p99 and max of ``samples`` (seconds) in milliseconds."""
+    return {"median_ms": round(statistics.median(samples) * 1e3, 3),
+            "p99_ms": round(percentile(samples, 0.99) * 1e3, 3),
+            "max_ms": round(max(samples) * 1e3, 3), "samples": len(samples)}
+
+
+def summary(values: list[float], higher_is_better: bool) -> dict[str, Any]:
+    """Best, median, worst and spread ((worst - best) / median) of one figure's repetitions."""
+    best, worst = (max, min) if higher_is_better else (min, max)
+    median = statistics.median(values)
+    spread = abs(best(values) - worst(values)) / median if median else 0.0
+    return {"best": round(best(values), 4), "median": round(median, 4),
+            "worst": round(worst(values), 4), "spread": round(spread, 3),
+            "runs": [round(v, 4) for v in values]}
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = SETTLE) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def thread_times() -> dict[int, tuple[int, int]]:
+    """Per thread of this process: (ns on a CPU, ns runnable but waiting for one)."""
+    times = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            run, wait, _ = Path(f"/proc/self/task/{tid}/schedstat").read_text().split()
+        except (OSError, ValueError):
+            continue
+        times[int(tid)] = (int(run), int(wait))
+    return times
+
+
+# -- guest programs --------------------------------------------------------------------------
 
 
 def timed_loop(iterations: int) -> a.Program:
@@ -171,18 +165,11 @@ def counting_loops(cpus: int) -> a.Program:
     return p
 
 
-def python_counts(seconds: float) -> int:
-    """How far a pure Python loop counts in ``seconds`` (GIL availability)."""
-    deadline, n = time.perf_counter() + seconds, 0
-    while time.perf_counter() < deadline:
-        n += 1
-    return n
+# -- figures -----------------------------------------------------------------------------------
 
 
 def bench_counting(cpus: int, seconds: float, tmp: Path) -> dict[str, Any]:
-    """Guest instructions per second of ``cpus`` busy vCPUs: alone (best of three runs),
-    then beside a busy Python thread (which competes with the vCPU threads for the GIL
-    between slices)."""
+    """Guest instructions per second of ``cpus`` busy vCPUs, CPU/wall, runnable fractions."""
     image = tmp / f"count{cpus}.bin"
     image.write_bytes(counting_loops(cpus).assemble())
     machine = VirtMachine(MachineConfig.build(f"cpus={cpus},maxcpus={cpus}",
@@ -195,41 +182,28 @@ def bench_counting(cpus: int, seconds: float, tmp: Path) -> dict[str, Any]:
         def counters() -> list[int]:
             return [memory.read_int(COUNTERS + 64 * cpu, 8) for cpu in range(cpus)]
 
-        deadline = time.monotonic() + 10
-        while not all(counters()):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not every CPU counts: {counters()}")
-            time.sleep(0.001)
-
-        def measure(host_work: Any) -> tuple[list[float], float, float, Any]:
-            before, wall, cpu = counters(), time.perf_counter(), time.process_time()
-            outcome = host_work()
-            after = counters()
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            rates = [(b - a_) * LOOP_INSNS / wall for a_, b in zip(before, after, strict=True)]
-            return rates, wall, cpu, outcome
-
-        # The best of three: other load on a shared host only ever slows a run down.
-        runs = [measure(lambda: time.sleep(seconds)) for _ in range(3)]
-        alone, wall, cpu, _ = max(runs, key=lambda run: sum(run[0]))
-        busy, busy_wall, busy_cpu, turns = measure(lambda: python_counts(seconds))
-        return {
-            "vcpus": cpus,
-            "instructions_per_second": round(sum(alone)),
-            "per_vcpu": [round(x) for x in alone],
-            "process_cpu_over_wall": round(cpu / wall, 2),
-            "all_runs_instructions_per_second": [round(sum(run[0])) for run in runs],
-            "beside_busy_python_thread": {
-                "instructions_per_second": round(sum(busy)),
-                "process_cpu_over_wall": round(busy_cpu / busy_wall, 2),
-                "python_thread_turns_per_second": round(turns / busy_wall),
-            },
-        }
+        wait_for(lambda: all(counters()), "every CPU counting")
+        tids = [v.thread_id for v in machine.backend.vcpus.values()]  # type: ignore[attr-defined]
+        before, threads = counters(), thread_times()
+        wall, cpu = time.perf_counter(), time.process_time()
+        time.sleep(seconds)
+        after, threads_after = counters(), thread_times()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        rates = [(b - a_) * LOOP_INSNS / wall for a_, b in zip(before, after, strict=True)]
+        runnable = []
+        for tid in tids:
+            (run0, wait0), (run1, wait1) = threads[tid], threads_after[tid]
+            runnable.append(round(((run1 - run0) + (wait1 - wait0)) / 1e9 / wall, 3))
+        return {"instructions_per_second": round(sum(rates)),
+                "per_vcpu": [round(x) for x in rates],
+                "process_cpu_over_wall": round(cpu / wall, 3),
+                "vcpu_runnable_fraction": runnable}
     finally:
         machine.shutdown()
 
 
 def unicorn_timed_loop(iterations: int, tmp: Path) -> float:
+    """Seconds from S to E of the timed loop under tcg-unicorn."""
     image = tmp / "loop.elf"
     image.write_bytes(elf_image(timed_loop(iterations).assemble()))
     stamps: dict[str, float] = {}
@@ -238,7 +212,7 @@ def unicorn_timed_loop(iterations: int, tmp: Path) -> float:
 
     def listen(event: ev.MachineEvent) -> None:
         if event.name == ev.CONSOLE and event.data["line"] in ("S", "E"):
-            stamps[event.data["line"]] = time.perf_counter()
+            stamps[event.data["line"]] = event.timestamp
         if event.name == ev.SHUTDOWN:
             done.set()
 
@@ -253,6 +227,7 @@ def unicorn_timed_loop(iterations: int, tmp: Path) -> float:
 
 
 def qemu_timed_loop(iterations: int, tmp: Path) -> dict[str, Any]:
+    """Seconds from S to E of the timed loop under qemu-system-aarch64 (or why not)."""
     qemu = shutil.which("qemu-system-aarch64")
     if qemu is None:
         return {"skipped": "qemu-system-aarch64 is not installed (apt install qemu-system-arm)"}
@@ -267,123 +242,252 @@ def qemu_timed_loop(iterations: int, tmp: Path) -> dict[str, Any]:
             for raw in process.stdout:
                 line = raw.strip().decode(errors="replace")
                 if line in ("S", "E"):
-                    stamps[line] = time.perf_counter()
+                    stamps[line] = time.time()
                 if line == "E":
                     break
             process.wait(timeout=60)
         finally:
             if process.poll() is None:
                 process.kill()
-    version = subprocess.run([qemu, "--version"], capture_output=True, text=True,
-                             check=False).stdout.splitlines()[0]
     if "E" not in stamps:
         return {"skipped": f"QEMU did not run the loop ({' '.join(command)})"}
-    seconds = stamps["E"] - stamps["S"]
-    return {"seconds": round(seconds, 3), "qemu": version,
-            "instructions_per_second": round(iterations * LOOP_INSNS / seconds)}
+    version = subprocess.run([qemu, "--version"], capture_output=True, text=True,
+                             check=False).stdout.splitlines()[0]
+    return {"seconds": stamps["E"] - stamps["S"], "qemu": version}
 
 
-def bench_throughput(seconds: float, iterations: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as directory:
-        tmp = Path(directory)
-        idle_python = python_counts(seconds) / seconds
-        one = bench_counting(1, seconds, tmp)
-        two = bench_counting(2, seconds, tmp)
-        unicorn_seconds = unicorn_timed_loop(iterations, tmp)
-        qemu = qemu_timed_loop(iterations, tmp)
-    timed: dict[str, Any] = {
-        "iterations": iterations,
-        "instructions": iterations * LOOP_INSNS,
-        "unicorn_seconds": round(unicorn_seconds, 3),
-        "unicorn_instructions_per_second": round(iterations * LOOP_INSNS / unicorn_seconds),
-        "qemu": qemu,
-    }
-    if "seconds" in qemu:
-        timed["qemu_over_unicorn_speed"] = round(unicorn_seconds / qemu["seconds"], 2)
-    return {
-        "python_thread_turns_per_second_idle": round(idle_python),
-        "one_busy_vcpu": one,
-        "two_busy_vcpus": two,
-        "aggregate_speedup_two_over_one": round(
-            two["instructions_per_second"] / one["instructions_per_second"], 2),
-        "timed_loop": timed,
-    }
+def is_masks(event: ev.MachineEvent) -> bool:
+    """The bundled guest's masks line: it prints one when it has handled a hotplug event."""
+    return str(event.data["line"]).startswith("possible ")
+
+
+def bench_hotplug(cycles: int) -> dict[str, Any]:
+    """Plug/unplug cycles against the bundled guest; each request waits until the guest has
+    finished with the previous one (printed its masks), so the guest is otherwise idle."""
+    machine = VirtMachine(MachineConfig.build("cpus=2,maxcpus=4", accel="tcg-unicorn",
+                                              guest_cmdline="maxcpus=2"))
+    machine.realize()
+    try:
+        wait_for(lambda: "possible 0-3 present 0-3 enabled 0-1 online 0-1" in machine.console,
+                 "the guest to boot")
+        gc.collect()
+        start_stats, start_rss = machine.backend_stats(), rss_kib()
+        start_threads = threading.active_count()
+        calls, powered, online, deleted = [], [], [], []
+        started = time.perf_counter()
+        for n in range(cycles):
+            index = 2 + n % 2
+            device = f"cpu{n}"
+            with machine.events.recorder() as recorder:
+                t0 = time.time()
+                machine.device_add("max-arm-cpu", device, **{"core-id": index})
+                calls.append(time.time() - t0)
+                event = recorder.wait_for(ev.CPU_POWERED_ON,
+                                          lambda e, i=index: e.data["cpu_index"] == i)
+                powered.append(event.timestamp - t0)
+                event = recorder.wait_for(
+                    ev.ACPI_DEVICE_OST,
+                    lambda e, i=index: e.data["info"]["slot"] == str(i)
+                    and e.data["info"]["source"] == OST_DEVICE_CHECK)
+                if event.data["info"]["status"] != OST_SUCCESS:
+                    raise RuntimeError(f"the guest could not online CPU {index}: {event.data}")
+                online.append(event.timestamp - t0)
+                recorder.wait_for(ev.CONSOLE, is_masks)  # the guest is idle again
+                t0 = time.time()
+                machine.device_del(device)
+                event = recorder.wait_for(ev.DEVICE_DELETED,
+                                          lambda e, d=device: e.data["device"] == d)
+                deleted.append(event.timestamp - t0)
+                recorder.wait_for(ev.CONSOLE, is_masks)
+        elapsed = time.perf_counter() - started
+        gc.collect()
+        end_stats, end_rss = machine.backend_stats(), rss_kib()
+        machine.check_invariants()
+        return {
+            "cycles": cycles,
+            "cycles_per_second": round(cycles / elapsed, 1),
+            "device_add_call": ms(calls),
+            "device_add_to_powered_on": ms(powered),
+            "device_add_to_guest_online": ms(online),
+            "device_del_to_device_deleted": ms(deleted),
+            "samples_s": {"online": online, "deleted": deleted},
+            "rss_kib_before": start_rss,
+            "rss_kib_after": end_rss,
+            "counts_back_to_start": all(start_stats[k] == end_stats[k] for k in LIVE)
+            and threading.active_count() == start_threads,
+        }
+    finally:
+        machine.shutdown()
 
 
 def bench_idle(seconds: float) -> dict[str, Any]:
-    """Process CPU time over wall time while the booted bundled guest idles (every CPU in wfi
-    or powered off), after it printed its boot masks."""
-    machine = VirtMachine(MachineConfig.build("cpus=2,maxcpus=4", accel="tcg-unicorn",
-                                              guest_cmdline="maxcpus=1"))
+    """Process CPU over wall with cpus=4, every CPU online and sleeping between ticks."""
+    machine = VirtMachine(MachineConfig.build("cpus=4,maxcpus=4", accel="tcg-unicorn"))
     machine.realize()
     try:
-        deadline = time.monotonic() + 30
-        while not any(line.startswith("possible ") for line in machine.console):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"guest did not boot: {machine.console}")
-            time.sleep(0.05)
+        wait_for(lambda: "possible 0-3 present 0-3 enabled 0-3 online 0-3" in machine.console,
+                 "every CPU online")
         time.sleep(0.5)
+        stats = machine.backend_stats()
         wall, cpu = time.perf_counter(), time.process_time()
         time.sleep(seconds)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        return {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 4),
-                "cpu_fraction_of_one_core": round(cpu / wall, 4),
+        irqs = machine.backend_stats()["total_irqs_delivered"] - stats["total_irqs_delivered"]
+        return {"seconds": round(wall, 2), "cpu_fraction_of_one_core": round(cpu / wall, 5),
+                "interrupts_per_second": round(irqs / wall, 1),
                 "online": sorted(machine.cpu_masks().online)}
     finally:
         machine.shutdown()
 
 
+def bench_timer(wakes: int, tmp: Path) -> list[float]:
+    """Microseconds after CVAL at which a guest in wfi woke, ``wakes`` times (2 ms each)."""
+    image = tmp / "timer.bin"
+    image.write_bytes(timer_guest(wakes).assemble())
+    machine = VirtMachine(MachineConfig.build("cpus=1,maxcpus=1", accel="tcg-unicorn",
+                                              kernel=image))
+    machine.realize()
+    try:
+        assert machine.memory is not None
+        memory = machine.memory
+        wait_for(lambda: memory.read_int(RESULTS + DONE, 8) == DONE_MAGIC, "the timer wakes")
+        return [memory.read_int(RESULTS + TIMER_LATE + 8 * n, 8) * COUNTER_NS / 1e3
+                for n in range(wakes)]
+    finally:
+        machine.shutdown()
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+def repetition(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Every figure once."""
+    load_before = load()
+    one = bench_counting(1, args.seconds, tmp)
+    two = bench_counting(2, args.seconds, tmp)
+    unicorn_seconds = unicorn_timed_loop(args.iterations, tmp)
+    qemu = qemu_timed_loop(args.iterations, tmp)
+    hotplug = bench_hotplug(args.cycles)
+    idle = bench_idle(args.idle_seconds)
+    timer = bench_timer(args.timer_wakes, tmp)
+    instructions = args.iterations * LOOP_INSNS
+    speed: dict[str, Any] = {"unicorn_seconds": round(unicorn_seconds, 4),
+                             "unicorn_instructions_per_second": round(instructions
+                                                                      / unicorn_seconds)}
+    if "seconds" in qemu:
+        speed.update(qemu_seconds=round(qemu["seconds"], 4),
+                     qemu_instructions_per_second=round(instructions / qemu["seconds"]),
+                     unicorn_over_qemu=round(qemu["seconds"] / unicorn_seconds, 3),
+                     qemu=qemu["qemu"])
+    else:
+        speed["qemu_skipped"] = qemu["skipped"]
+    return {
+        "load_before": load_before,
+        "load_after": load(),
+        "speed": speed,
+        "one_busy_vcpu": one,
+        "two_busy_vcpus": two,
+        "two_over_one": round(two["instructions_per_second"] / one["instructions_per_second"], 3),
+        "hotplug": hotplug,
+        "idle": idle,
+        "timer_wakeup_error_us": [round(x, 1) for x in timer],
+    }
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Best / median / worst / spread of every figure over the repetitions."""
+    figures: dict[str, Any] = {}
+    speeds = [r["speed"]["unicorn_over_qemu"] for r in runs if "unicorn_over_qemu" in r["speed"]]
+    if speeds:
+        figures["one_vcpu_over_qemu"] = summary(speeds, higher_is_better=True)
+    figures["two_vcpus_over_one"] = summary([r["two_over_one"] for r in runs], True)
+    figures["two_vcpus_process_cpu_over_wall"] = summary(
+        [r["two_busy_vcpus"]["process_cpu_over_wall"] for r in runs], True)
+    figures["two_vcpus_min_runnable_fraction"] = summary(
+        [min(r["two_busy_vcpus"]["vcpu_runnable_fraction"]) for r in runs], True)
+    for key in ("device_add_to_powered_on", "device_add_to_guest_online",
+                "device_del_to_device_deleted"):
+        for stat in ("median_ms", "p99_ms"):
+            figures[f"{key}_{stat}"] = summary([r["hotplug"][key][stat] for r in runs], False)
+    online = [s for r in runs for s in r["hotplug"]["samples_s"]["online"]]
+    deleted = [s for r in runs for s in r["hotplug"]["samples_s"]["deleted"]]
+    figures["pooled_device_add_to_guest_online"] = ms(online)
+    figures["pooled_device_del_to_device_deleted"] = ms(deleted)
+    figures["idle_cpu_fraction"] = summary(
+        [r["idle"]["cpu_fraction_of_one_core"] for r in runs], False)
+    timers = [r["timer_wakeup_error_us"] for r in runs]
+    figures["timer_wakeup_error_median_us"] = summary([statistics.median(t) for t in timers],
+                                                      False)
+    pooled = [x for t in timers for x in t]
+    figures["pooled_timer_wakeup_error_us"] = {
+        "median": round(statistics.median(pooled), 1),
+        "p99": round(percentile(pooled, 0.99), 1), "max": round(max(pooled), 1),
+        "samples": len(pooled)}
+    return figures
+
+
+def print_report(result: dict[str, Any]) -> None:
+    figures, runs = result["figures"], result["runs"]
+    loads = [r["load_before"][0] for r in runs] + [r["load_after"][0] for r in runs]
+    print(f"{len(runs)} repetitions on {result['host']['cpus']} cores; 1-minute load "
+          f"{min(loads)}-{max(loads)}; {result['host']['autogroup']}")
+    print(f"{'figure':44s} {'best':>10s} {'median':>10s} {'worst':>10s} {'spread':>7s}")
+    for name, row in figures.items():
+        if "best" in row:
+            print(f"{name:44s} {row['best']:10} {row['median']:10} {row['worst']:10} "
+                  f"{row['spread']:7.0%}")
+    for name in ("pooled_device_add_to_guest_online", "pooled_device_del_to_device_deleted"):
+        row = figures[name]
+        print(f"{name:44s} median {row['median_ms']} ms, p99 {row['p99_ms']} ms, "
+              f"max {row['max_ms']} ms ({row['samples']} samples)")
+    row = figures["pooled_timer_wakeup_error_us"]
+    print(f"{'pooled_timer_wakeup_error_us':44s} median {row['median']}, p99 {row['p99']}, "
+          f"max {row['max']} ({row['samples']} wakes)")
+    last = runs[-1]
+    if "qemu" in last["speed"]:
+        print(f"QEMU: {last['speed']['qemu']}")
+    else:
+        print(f"QEMU: {last['speed']['qemu_skipped']}")
+    print("two busy vCPUs, runnable fraction per vCPU thread: "
+          f"{[r['two_busy_vcpus']['vcpu_runnable_fraction'] for r in runs]}")
+    print(f"counts back to start after the cycles: "
+          f"{all(r['hotplug']['counts_back_to_start'] for r in runs)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=1000, help="plug/unplug cycles")
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions of every figure")
+    parser.add_argument("--cycles", type=int, default=300,
+                        help="plug/unplug cycles per repetition")
     parser.add_argument("--seconds", type=float, default=2.0,
-                        help="measuring time of each throughput run")
+                        help="measuring time of each counting run")
     parser.add_argument("--iterations", type=int, default=100_000_000,
                         help="turns of the timed loop (3 instructions each)")
-    parser.add_argument("--idle-seconds", type=float, default=8.0,
-                        help="wall time of the idle CPU measurement")
+    parser.add_argument("--idle-seconds", type=float, default=5.0,
+                        help="wall time of each idle measurement")
+    parser.add_argument("--timer-wakes", type=int, default=50,
+                        help="timer wake-ups measured per repetition")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "unicorn.json")
     args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as directory:
+        runs = []
+        for n in range(args.repeat):
+            print(f"repetition {n + 1}/{args.repeat} (load {load()})", flush=True)
+            runs.append(repetition(args, Path(directory)))
+    figures = aggregate(runs)  # the pooled figures need the samples, dropped below
+    for run in runs:
+        del run["hotplug"]["samples_s"]
     result = {
         "host": {"machine": platform.machine(), "python": platform.python_version(),
-                 "cpus": len(__import__("os").sched_getaffinity(0))},
-        "hotplug": bench_hotplug(args.cycles),
-        "idle": bench_idle(args.idle_seconds),
-        "throughput": bench_throughput(args.seconds, args.iterations),
+                 "cpus": len(os.sched_getaffinity(0)), "autogroup": autogroup()},
+        "arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "figures": figures,
+        "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    hot, thr = result["hotplug"], result["throughput"]
-    print(f"hotplug ({hot['cycles']} cycles, {hot['cycles_per_second']} cycles/s):")
-    for key in ("device_add_call", "device_add_to_powered_on", "device_add_to_guest_online",
-                "device_del_to_device_deleted"):
-        row = hot[key]
-        print(f"  {key:30s} median {row['median_ms']:8.3f} ms  p99 {row['p99_ms']:8.3f} ms")
-    print(f"  RSS {hot['rss_kib_before']} KiB -> {hot['rss_kib_after']} KiB; "
-          f"counts back to start: {hot['counts_back_to_start']}")
-    for name in ("one_busy_vcpu", "two_busy_vcpus"):
-        row, busy = thr[name], thr[name]["beside_busy_python_thread"]
-        print(f"{name}: {row['instructions_per_second'] / 1e6:.1f} M guest insn/s "
-              f"(per vCPU {[round(x / 1e6, 1) for x in row['per_vcpu']]}), "
-              f"process CPU/wall {row['process_cpu_over_wall']}")
-        print(f"  beside a busy Python thread: {busy['instructions_per_second'] / 1e6:.1f} M "
-              f"insn/s, CPU/wall {busy['process_cpu_over_wall']}, the Python thread "
-              f"{busy['python_thread_turns_per_second'] / 1e6:.2f} M turns/s "
-              f"(alone {thr['python_thread_turns_per_second_idle'] / 1e6:.2f})")
-    timed = thr["timed_loop"]
-    rate = timed["unicorn_instructions_per_second"] / 1e6
-    print(f"timed loop, {timed['instructions'] / 1e6:.0f} M insns: unicorn "
-          f"{timed['unicorn_seconds']} s ({rate:.0f} M/s)", end="")
-    if "seconds" in timed["qemu"]:
-        print(f", qemu {timed['qemu']['seconds']} s "
-              f"({timed['qemu']['instructions_per_second'] / 1e6:.0f} M/s); "
-              f"QEMU is {timed['qemu_over_unicorn_speed']}x faster")
-    else:
-        print(f"; qemu: {timed['qemu']['skipped']}")
-    idle = result["idle"]
-    print(f"idle machine (online {idle['online']}): {idle['cpu_fraction_of_one_core'] * 100:.2f}% "
-          f"of one core over {idle['seconds']} s")
+    print_report(result)
     print(f"wrote {args.out}")
     return 0
 

@@ -137,8 +137,29 @@ def msr(op0: int, op1: int, crn: int, crm: int, op2: int, rt: int) -> int:
     return encode_sysreg(False, op0, op1, crn, crm, op2, rt)
 
 
+def blr(rn: int) -> int:
+    """``blr xn``."""
+    return 0xD63F0000 | rn << 5
+
+
+def mov_sp(rn: int) -> int:
+    """``mov sp, xn``."""
+    return 0x9100001F | rn << 5
+
+
+DSB_SY = 0xD5033F9F
+TLBI_VMALLE1 = 0xD508871F
+
 VBAR_EL1 = (3, 0, 12, 0, 0)
 MPIDR_EL1 = (3, 0, 0, 0, 5)
+SCTLR_EL1 = (3, 0, 1, 0, 0)
+TCR_EL1 = (3, 0, 2, 0, 2)
+TTBR0_EL1 = (3, 0, 2, 0, 0)
+MAIR_EL1 = (3, 0, 10, 2, 0)
+ESR_EL1 = (3, 0, 5, 2, 0)
+ELR_EL1 = (3, 0, 4, 0, 1)
+FAR_EL1 = (3, 0, 6, 0, 0)
+SPSR_EL1 = (3, 0, 4, 0, 0)
 ICC_PMR_EL1 = (3, 0, 4, 6, 0)
 ICC_IAR1_EL1 = (3, 0, 12, 12, 0)
 ICC_EOIR1_EL1 = (3, 0, 12, 12, 1)
@@ -194,6 +215,20 @@ class Program:
     def cbnz(self, rt: int, name: str) -> Program:
         """``cbnz xt, label``."""
         return self._branch(name, lambda off: 0xB5000000 | (off & 0x7FFFF) << 5 | rt)
+
+    def quad(self, value: int | Callable[[Program], int]) -> Program:
+        """A 64-bit little-endian data word (a callable is given the program, to use labels)."""
+        self.words.append(lambda _: (value(self) if callable(value) else value) & 0xFFFF_FFFF)
+        self.words.append(lambda _: (value(self) if callable(value) else value) >> 32)
+        return self
+
+    def pad_to(self, address: int) -> Program:
+        """Pad with ``nop`` up to ``address`` (which must not be behind)."""
+        here = self.base + 4 * len(self.words)
+        if here > address:
+            raise ValueError(f"the program is already at {here:#x}, past {address:#x}")
+        self.words.extend([NOP] * ((address - here) // 4))
+        return self
 
     def align(self, boundary: int) -> Program:
         """Pad with ``nop`` to an address multiple of ``boundary``."""

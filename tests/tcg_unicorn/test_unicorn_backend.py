@@ -139,10 +139,12 @@ def test_shutdown_joins_every_thread_and_closes_every_engine(tmp_path: Path) -> 
     machine.realize()
     wait_until(lambda: machine.vcpus[0].online, what="boot CPU online")
     assert threading.active_count() == baseline + 4 + SERVICE_THREADS + 1  # the event thread
+    assert machine.backend.stats()["spare_engines"] == 1  # ready for a plug (maxcpus > cpus)
     machine.shutdown()
     stats = machine.backend.stats()
-    assert (stats["engines"], stats["threads"], stats["contexts_registered"]) == (0, 0, 0)
-    assert stats["total_engines_created"] == stats["total_engines_closed"] == 4
+    assert (stats["engines"], stats["spare_engines"], stats["threads"],
+            stats["contexts_registered"]) == (0, 0, 0, 0)
+    assert stats["total_engines_created"] == stats["total_engines_closed"] == 4 + 1
     assert threading.active_count() == baseline
     machine.shutdown()  # idempotent
 

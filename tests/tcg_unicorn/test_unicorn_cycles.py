@@ -20,8 +20,8 @@ from vcpuhp.machine import VirtMachine  # noqa: E402
 MakeMachine = Callable[..., VirtMachine]
 CYCLES = int(os.environ.get("VCPUHP_UNICORN_CYCLES", "1000"))
 """Override with VCPUHP_UNICORN_CYCLES; the point is that it exceeds maxcpus many times."""
-LIVE_KEYS = ("engines", "threads", "contexts_registered", "contexts_free", "contexts_capacity",
-             "parked")
+LIVE_KEYS = ("engines", "spare_engines", "threads", "contexts_registered", "contexts_free",
+             "contexts_capacity", "parked")
 
 
 def test_plug_unplug_cycles_return_every_count_to_its_start(
@@ -48,7 +48,10 @@ def test_plug_unplug_cycles_return_every_count_to_its_start(
     assert (end["engines"], end["threads"], end["contexts_registered"]) == (2, 2, 2)
     assert end["total_registrations"] - start["total_registrations"] == CYCLES
     assert end["total_unregistrations"] - start["total_unregistrations"] == CYCLES
-    assert end["total_engines_created"] - end["total_engines_closed"] == 2
+    assert start["spare_engines"] == end["spare_engines"] == 1, "one engine waits for a plug"
+    assert end["total_engines_created"] - end["total_engines_closed"] == 2 + 1
+    assert end["total_engines_created"] == start["total_engines_created"], "plugs reuse it"
+    assert end["total_engines_reused"] - start["total_engines_reused"] == CYCLES
     assert end["total_threads_started"] - end["total_threads_joined"] == 2
     assert end["peak"] == 3 < end["contexts_capacity"]
     assert end["total_faults"] == 0

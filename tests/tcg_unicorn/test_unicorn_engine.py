@@ -158,33 +158,94 @@ def test_mmio_accesses_reach_the_exits_and_unmapped_ones_stop_with_an_error(
                             ("unmapped", 0x1000, 8)]
 
 
+class AckOnWrite(Exits):
+    """Exits whose MMIO write acknowledges the interrupt (lowers the IRQ input), as the
+    backend does from a hook on the vCPU's own thread."""
+
+    def mmio_write(self, addr: int, size: int, value: int) -> None:
+        super().mmio_write(addr, size, value)
+        assert self.engine is not None
+        self.engine.irq_line.set(False)
+
+
 @pytest.mark.parametrize("spsel", [1, 0])
-def test_software_irq_entry_runs_the_vector_and_eret_returns_cleanly(
-    ram: Ram, make_engine, spsel: int  # type: ignore[no-untyped-def]
+def test_the_irq_input_enters_the_vector_and_eret_returns_cleanly(
+    ram: Ram, spsel: int
 ) -> None:
-    # main: set VBAR and SP_EL1, select SPSel, unmask, loop; vector +0x280/+0x080: count, eret
+    # main: set VBAR and SP_EL1, select SPSel, unmask, loop in wfi;
+    # vector +0x280/+0x080: count, acknowledge (an MMIO write), eret
     program = a.Program(RAM)
     program(a.mov64(2, VECTORS), a.msr(*a.VBAR_EL1, 2), a.mov64(3, RAM + 0x9000))
     program(0x9100007F)  # mov sp, x3
     program(0xD50040BF | spsel << 8)  # msr spsel, #spsel
     program(a.msr_daifclr(2)).label("loop")(a.WFI).b("loop")
     handler = a.Program(VECTORS + (0x280 if spsel else 0x080))
-    handler(a.mov64(4, RAM + 0x900), a.ldr(5, 4), a.add_imm(5, 5, 1), a.str64(5, 4), a.ERET)
+    handler(a.mov64(4, RAM + 0x900), a.ldr(5, 4), a.add_imm(5, 5, 1), a.str64(5, 4))
+    handler(a.mov64(6, UART), a.str32(5, 6), a.ERET)
     ram.load(RAM, program)
     ram.load(handler.base, handler)
+    exits = AckOnWrite()
+    engine = Engine(cpu_model="max", tb_size=8 << 20, ram=ram.mapping, mmio=[(UART, 0x1000)],
+                    mpidr=0, exits=exits)
+    exits.engine = engine
+    try:
+        engine.reset(RAM, ())
+        engine.run()  # ends in the wfi: IRQs unmasked, nothing pending
+        before, resume_at = engine.pstate, engine.pc
+        assert not before & PSTATE_I
+        assert ram.u64(RAM + 0x900) == 0
+        engine.irq_line.set(True)
+        engine.run()  # QEMU takes the IRQ; the handler acknowledges and returns to the wfi
+        assert ram.u64(RAM + 0x900) == 1
+        assert not engine.irq_line.level
+        assert engine.pstate == before, "eret must restore PSTATE exactly (no PSTATE.IL)"
+        assert engine.pc in (resume_at, resume_at + 8)  # back in the wfi loop
+    finally:
+        engine.close()
+
+
+class StopOnException(Exits):
+    def exception(self, intno: int) -> None:
+        super().exception(intno)
+        assert self.engine is not None
+        self.engine.stop_from_exception_hook()
+
+
+def test_wfi_with_the_irq_input_up_completes_even_while_masked(ram: Ram) -> None:
+    ram.load(RAM, a.Program(RAM)(a.WFI, a.movz(3, 1), a.UDF))
+    exits = StopOnException()
+    engine = Engine(cpu_model="max", tb_size=8 << 20, ram=ram.mapping, mmio=[], mpidr=0,
+                    exits=exits)
+    exits.engine = engine
+    try:
+        engine.reset(RAM, ())
+        assert engine.irq_masked()
+        engine.irq_line.set(True)
+        engine.run()  # wfi falls through while the input is up (IRQs masked: not taken) ...
+        assert engine.x(3) == 1
+        assert exits.events == [("exception", EXCP_UDEF, RAM + 8)]
+        engine.reset(RAM, ())  # ... and the input is down after a reset: wfi ends the run
+        assert not engine.irq_line.level
+        engine.run()
+        assert (engine.pc, engine.x(3)) == (RAM + 4, 0)
+    finally:
+        engine.close()
+
+
+def test_a_spare_engine_forgets_translations_of_code_rewritten_behind_its_back(
+    ram: Ram, make_engine  # type: ignore[no-untyped-def]
+) -> None:
+    # Another engine (here: the host) rewrites code this engine has translated; an
+    # engine only sees its own writes, so without the flush it would run the old code.
     engine, _ = make_engine()
-    engine.reset(RAM, ())
-    engine.run(SLICE)  # stops at the wfi with IRQs unmasked
-    before = engine.pstate
-    assert not before & PSTATE_I
-    resume_at = engine.pc
-    assert engine.take_irq()
-    assert engine.pstate & 0x3CF == 0x3C5  # EL1h, DAIF masked
-    assert not engine.take_irq()  # masked now
-    engine.run(SLICE)  # handler, eret, back to the wfi
-    assert ram.u64(RAM + 0x900) == 1
-    assert engine.pstate == before, "eret must restore PSTATE exactly (no PSTATE.IL)"
-    assert engine.pc in (resume_at, resume_at + 8)  # back in the wfi loop
+    for value, forget in ((1, False), (2, False), (3, True)):
+        ram.load(RAM, a.Program(RAM)(a.movz(3, value), a.WFI))
+        if forget:
+            engine.forget_translations()
+        engine.reset(RAM, ())
+        engine.run()
+        expected = 1 if (value, forget) == (2, False) else value
+        assert engine.x(3) == expected, (value, forget)
 
 
 def test_close_is_idempotent_and_frees_the_engine(make_engine) -> None:  # type: ignore[no-untyped-def]

@@ -13,53 +13,33 @@ require_unicorn()
 
 import a64asm as a  # noqa: E402
 from test_unicorn_engine import RAM, UART, Ram, make_engine, ram  # noqa: E402,F401
-from unicorn_guests import BASE, DONE, DONE_MAGIC, RESULTS, write_image  # noqa: E402
+from unicorn_guests import (  # noqa: E402
+    DONE,
+    DONE_MAGIC,
+    RESULTS,
+    TIMER_CTL,
+    TIMER_FREQUENCY,
+    TIMER_LATE,
+    timer_guest,
+    write_image,
+)
 
-from vcpuhp import memmap  # noqa: E402
 from vcpuhp.machine import VirtMachine  # noqa: E402
 from vcpuhp_tcg_unicorn.timer import COUNTER_FREQUENCY  # noqa: E402
 
 MakeMachine = Callable[..., VirtMachine]
-CNTVCT_EL0 = (3, 3, 14, 0, 2)
-CNTV_CVAL_EL0 = (3, 3, 14, 3, 2)
-CNTV_CTL_EL0 = (3, 3, 14, 3, 1)
-CNTFRQ_EL0 = (3, 3, 14, 0, 0)
-DELAY_TICKS = COUNTER_FREQUENCY // 500  # 2 ms
 WAKES = 5
-
-
-def timer_guest() -> a.Program:
-    """Arm the virtual timer 2 ms ahead, sleep in wfi (IRQs masked), record how late it woke.
-
-    Five times; record n at RESULTS + 0x100 + 8 n is (CNTVCT at wake - CVAL);
-    RESULTS + 0x180 holds CNTFRQ_EL0 and RESULTS + 0x188 CNT_CTL after the wake.
-    """
-    rd = memmap.GICR_REGION0.base  # CPU 0's redistributor; SGI_base is the second frame
-    p = a.Program(BASE)
-    p(a.mov64(9, RESULTS), a.mov64(1, rd + 0x10000))
-    p(a.mov64(3, 1 << 27), a.str32(3, 1, 0x080), a.str32(3, 1, 0x100))  # group 1, enable
-    p(a.movz(3, 0xF0), a.msr(*a.ICC_PMR_EL1, 3), a.movz(3, 1), a.msr(*a.ICC_IGRPEN1_EL1, 3))
-    p(a.mov64(2, memmap.GICD.base), a.movz(3, 0x12), a.str32(3, 2, 0))
-    p(a.mrs(4, *CNTFRQ_EL0), a.str64(4, 9, 0x180), a.mov64(8, RESULTS + 0x100), a.movz(7, WAKES))
-    p.label("again")(a.mrs(4, *CNTVCT_EL0), a.mov64(5, DELAY_TICKS), a.add_reg(5, 4, 5))
-    p(a.msr(*CNTV_CVAL_EL0, 5), a.movz(6, 1), a.msr(*CNTV_CTL_EL0, 6), a.ISB)
-    p.label("sleep")(a.WFI, a.mrs(10, *CNTV_CTL_EL0), a.str64(10, 9, 0x188))
-    p(a.mrs(4, *CNTVCT_EL0), a.cmp_reg(4, 5)).b_cond(a.COND_LO, "sleep")
-    p(a.sub_reg(4, 4, 5), a.str64(4, 8), a.add_imm(8, 8, 8))
-    p(a.mrs(10, *a.ICC_IAR1_EL1), a.msr(*a.ICC_EOIR1_EL1, 10))
-    p(a.movz(6, 0), a.msr(*CNTV_CTL_EL0, 6), a.sub_imm(7, 7, 1)).cbnz(7, "again")
-    p(a.movz(5, DONE_MAGIC), a.str64(5, 9, DONE)).label("idle")(a.WFI).b("idle")
-    return p
 
 
 def test_a_guest_in_wfi_wakes_when_its_virtual_timer_expires(
     unicorn_machine: MakeMachine, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
-    machine = unicorn_machine("cpus=1,maxcpus=1", kernel=write_image(tmp_path, timer_guest()))
+    image = write_image(tmp_path, timer_guest(WAKES))
+    machine = unicorn_machine("cpus=1,maxcpus=1", kernel=image)
     wait_until(lambda: read_u64(machine, RESULTS + DONE) == DONE_MAGIC, what="five timer wakes")
-    assert read_u64(machine, RESULTS + 0x180) == COUNTER_FREQUENCY
-    assert read_u64(machine, RESULTS + 0x188) == 0b101  # ENABLE | ISTATUS, IMASK clear
-    late_ticks = [read_u64(machine, RESULTS + 0x100 + 8 * n) for n in range(WAKES)]
+    assert read_u64(machine, RESULTS + TIMER_FREQUENCY) == COUNTER_FREQUENCY
+    assert read_u64(machine, RESULTS + TIMER_CTL) == 0b101  # ENABLE | ISTATUS, IMASK clear
+    late_ticks = [read_u64(machine, RESULTS + TIMER_LATE + 8 * n) for n in range(WAKES)]
     assert all(0 <= t < 1 << 62 for t in late_ticks), late_ticks  # woke at or after CVAL
     late_us = [round(t * 1e6 / COUNTER_FREQUENCY, 1) for t in late_ticks]
     record_property("timer_wakeup_error_us", late_us)

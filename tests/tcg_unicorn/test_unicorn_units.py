@@ -90,6 +90,18 @@ def test_test_assembler_matches_gnu_as(tmp_path: Path) -> None:
         "mrs x10, S3_0_C12_C12_0": a.mrs(10, *a.ICC_IAR1_EL1),
         "msr S3_0_C12_C12_1, x10": a.msr(*a.ICC_EOIR1_EL1, 10),
         "msr vbar_el1, x2": a.msr(*a.VBAR_EL1, 2),
+        "msr sctlr_el1, x3": a.msr(*a.SCTLR_EL1, 3),
+        "msr tcr_el1, x4": a.msr(*a.TCR_EL1, 4),
+        "msr ttbr0_el1, x5": a.msr(*a.TTBR0_EL1, 5),
+        "msr mair_el1, x6": a.msr(*a.MAIR_EL1, 6),
+        "mrs x10, esr_el1": a.mrs(10, *a.ESR_EL1),
+        "mrs x10, elr_el1": a.mrs(10, *a.ELR_EL1),
+        "mrs x10, far_el1": a.mrs(10, *a.FAR_EL1),
+        "mrs x10, spsr_el1": a.mrs(10, *a.SPSR_EL1),
+        "blr x1": a.blr(1),
+        "mov sp, x3": a.mov_sp(3),
+        "dsb sy": a.DSB_SY,
+        "tlbi vmalle1": a.TLBI_VMALLE1,
     }
     source = tmp_path / "t.s"
     source.write_text("".join(f"{line}\n" for line in cases))

@@ -6,10 +6,12 @@ bundled guest's status page; a raw test image does not use it otherwise).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
 from a64asm import (
+    COND_LO,
     ERET,
     ICC_EOIR1_EL1,
     ICC_IAR1_EL1,
@@ -22,6 +24,8 @@ from a64asm import (
     WFI,
     Program,
     add_imm,
+    add_reg,
+    cmp_reg,
     hvc,
     ldr,
     mov64,
@@ -33,6 +37,7 @@ from a64asm import (
     str64,
     strb,
     sub_imm,
+    sub_reg,
 )
 
 from vcpuhp import memmap
@@ -59,6 +64,18 @@ def _prologue(p: Program) -> None:
 def _count_forever(p: Program) -> None:
     p(movz(5, DONE_MAGIC), str64(5, R, DONE), movz(5, 0))
     p.label("count")(add_imm(5, 5, 1), str64(5, R, COUNTER)).b("count")
+
+
+def elf_image(code: bytes, base: int = BASE) -> bytes:
+    """A minimal AArch64 ELF64 executable: one R+W+X PT_LOAD segment at ``base`` (what
+    ``qemu-system-aarch64 -kernel`` loads at its address and enters at EL1)."""
+    header_size, phdr_size = 64, 56
+    offset = header_size + phdr_size
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    header = ident + struct.pack("<HHIQQQIHHHHHH", 2, 183, 1, base, header_size, 0, 0,
+                                 header_size, phdr_size, 1, 0, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 1, 7, offset, base, base, len(code), len(code), 0x1000)
+    return header + phdr + code
 
 
 def write_image(tmp: Path, program: Program, name: str = "guest.bin") -> Path:
@@ -103,7 +120,6 @@ FAULTS = {
     "undefined": [UDF],
     "unmapped": [*mov64(1, 0x1000), ldr(2, 1)],
     "smc": [SMC_0],
-    "hvc #1": [hvc(1)],
     "unknown sysreg": [mrs(0, 3, 1, 15, 15, 7)],
 }
 
@@ -155,4 +171,45 @@ def irq_guest(spi: int, *, masked_spins: int = 0, idle: str = "busy") -> Program
         p.align(0x80)
     p.label("irq")(mrs(10, *ICC_IAR1_EL1), str64(10, R, IRQ_LAST), ldr(11, R, IRQ_COUNT))
     p(add_imm(11, 11, 1), str64(11, R, IRQ_COUNT), msr(*ICC_EOIR1_EL1, 10), ERET)
+    return p
+
+
+CNTVCT_EL0 = (3, 3, 14, 0, 2)
+CNTV_CVAL_EL0 = (3, 3, 14, 3, 2)
+CNTV_CTL_EL0 = (3, 3, 14, 3, 1)
+CNTFRQ_EL0 = (3, 3, 14, 0, 0)
+TIMER_LATE = 0x100
+"""Offset of the timer guest's records: wake n at TIMER_LATE + 8 n (a u64 of counter ticks)."""
+TIMER_FREQUENCY = 0x80
+"""Offset of the CNTFRQ_EL0 value the timer guest read."""
+TIMER_CTL = 0x88
+"""Offset of CNTV_CTL_EL0 as the timer guest read it right after its last wake."""
+MAX_TIMER_WAKES = 96
+"""How many records fit between TIMER_LATE and DONE."""
+
+
+def timer_guest(wakes: int, delay_ticks: int = 62_500 * 2) -> Program:
+    """Arm the virtual timer ``delay_ticks`` ahead (2 ms at 62.5 MHz), sleep in wfi (IRQs
+    masked), record how late it woke; ``wakes`` times, then set DONE.
+
+    Record n (at RESULTS + TIMER_LATE + 8 n) is CNTVCT at the wake minus CVAL.
+    """
+    if not 0 < wakes <= MAX_TIMER_WAKES:
+        raise ValueError(f"{wakes} wakes: 1-{MAX_TIMER_WAKES} fit in the results page")
+    rd = memmap.GICR_REGION0.base  # CPU 0's redistributor; SGI_base is the second frame
+    p = Program(BASE)
+    p(mov64(R, RESULTS), mov64(1, rd + 0x10000))
+    p(mov64(3, 1 << 27), str32(3, 1, 0x080), str32(3, 1, 0x100))  # group 1, enable
+    p(movz(3, 0xF0), msr(*ICC_PMR_EL1, 3), movz(3, 1), msr(*ICC_IGRPEN1_EL1, 3))
+    p(mov64(2, memmap.GICD.base), movz(3, GICD_CTLR_ARE_G1), str32(3, 2, 0))
+    p(mrs(4, *CNTFRQ_EL0), str64(4, R, TIMER_FREQUENCY), mov64(8, RESULTS + TIMER_LATE))
+    p(movz(7, wakes))
+    p.label("again")(mrs(4, *CNTVCT_EL0), mov64(5, delay_ticks), add_reg(5, 4, 5))
+    p(msr(*CNTV_CVAL_EL0, 5), movz(6, 1), msr(*CNTV_CTL_EL0, 6), ISB)
+    p.label("sleep")(WFI, mrs(10, *CNTV_CTL_EL0), str64(10, R, TIMER_CTL))
+    p(mrs(4, *CNTVCT_EL0), cmp_reg(4, 5)).b_cond(COND_LO, "sleep")
+    p(sub_reg(4, 4, 5), str64(4, 8), add_imm(8, 8, 8))
+    p(mrs(10, *ICC_IAR1_EL1), msr(*ICC_EOIR1_EL1, 10))
+    p(movz(6, 0), msr(*CNTV_CTL_EL0, 6), sub_imm(7, 7, 1)).cbnz(7, "again")
+    p(movz(5, DONE_MAGIC), str64(5, R, DONE)).label("idle")(WFI).b("idle")
     return p

@@ -63,11 +63,16 @@ static inline void mmio_write8(uptr a, u8 v)
 #define isb() __asm__ volatile("isb" ::: "memory")
 #define cpu_relax() __asm__ volatile("yield" ::: "memory")
 #define wfi() __asm__ volatile("wfi" ::: "memory")
+/* IRQ masking (PSTATE.I). Unmasking is followed by an isb so that an interrupt that is
+ * already pending is taken before the next instruction (a mask right after it included). */
+#define irq_mask() __asm__ volatile("msr daifset, #2" ::: "memory")
+#define irq_unmask() __asm__ volatile("msr daifclr, #2\n\tisb" ::: "memory")
 
 /* System registers by generic S3_op1_Cn_Cm_op2 names so any assembler accepts them. */
 #define read_sysreg(name) ({ u64 __v; __asm__ volatile("mrs %0, " #name : "=r"(__v)); __v; })
 #define write_sysreg(name, v) __asm__ volatile("msr " #name ", %0" ::"r"((u64)(v)) : "memory")
 
+#define ICC_SGI1R_EL1 S3_0_C12_C11_5
 #define ICC_IAR1_EL1 S3_0_C12_C12_0
 #define ICC_EOIR1_EL1 S3_0_C12_C12_1
 #define ICC_BPR1_EL1 S3_0_C12_C12_3
@@ -75,7 +80,7 @@ static inline void mmio_write8(uptr a, u8 v)
 #define ICC_IGRPEN1_EL1 S3_0_C12_C12_7
 #define ICC_PMR_EL1 S3_0_C4_C6_0
 
-/* ---- generic timer, used only to bound waits ---- */
+/* ---- the generic timer's counter (timer.c programs the virtual timer itself) ---- */
 static inline u64 counter_now(void)
 {
 	isb();
@@ -83,13 +88,18 @@ static inline u64 counter_now(void)
 }
 u64 counter_freq(void);
 
+/* The CPU index (MADT GICC order) this CPU runs as; set at its entry (TPIDR_EL1). */
+static inline u32 this_cpu(void) { return (u32)read_sysreg(tpidr_el1); }
+static inline void set_this_cpu(u32 idx) { write_sysreg(tpidr_el1, idx); }
+
 /*
- * Bounded wait helper: returns 1 once *flag (a u8 in shared memory) equals
- * want, 0 after timeout_ms of counter time or a fixed iteration cap (the cap
- * keeps the wait finite even if the counter does not advance).
+ * Polling waits, for psci-probe only (it sets up no interrupts): poll_u8 returns
+ * 1 once *flag (a u8 in shared memory) equals want, 0 after timeout_ms of counter
+ * time or a fixed iteration cap (finite even if the counter does not advance).
+ * vcpuhp-guest sleeps in WFI instead (timer.h: sleep_until).
  */
-int wait_u8(uptr flag, u8 want, u32 timeout_ms);
-void delay_us(u32 us);
+int poll_u8(uptr flag, u8 want, u32 timeout_ms);
+void spin_delay_us(u32 us);
 
 /* ---- tiny libc subset (gcc may emit calls to these) ---- */
 void *memset(void *d, int c, unsigned long n);

@@ -6,6 +6,7 @@
  */
 #include "gic.h"
 #include "acpi.h"
+#include "timer.h"
 #include "uart.h"
 
 #define GICD_CTLR 0x0000
@@ -25,6 +26,11 @@
 #define GICR_WAKER_PROCESSOR_SLEEP (1U << 1)
 #define GICR_WAKER_CHILDREN_ASLEEP (1U << 2)
 #define GICR_FRAME 0x10000UL /* one 64 KiB frame; RD_base + SGI_base = 2 frames */
+/* In the SGI_base frame: the banked SGI/PPI registers, at the GICD offsets. */
+#define GICR_IGROUPR0 (GICR_FRAME + GICD_IGROUPR)
+#define GICR_ISENABLER0 (GICR_FRAME + GICD_ISENABLER)
+#define GICR_IPRIORITYR (GICR_FRAME + GICD_IPRIORITYR)
+#define PRIVATE_PRIORITY 0x80U
 
 #define POLL_LIMIT 1000000U
 
@@ -87,6 +93,7 @@ int gic_cpu_init(u32 idx)
 	int ret = 0;
 
 	if (rd) {
+		u32 bits = (1U << SGI_WAKE) | (1U << PPI_VIRTUAL_TIMER);
 		u32 i;
 
 		rmw32(rd + GICR_WAKER, GICR_WAKER_PROCESSOR_SLEEP, 0);
@@ -94,6 +101,15 @@ int gic_cpu_init(u32 idx)
 			cpu_relax();
 		if (i == POLL_LIMIT)
 			ret = -2;
+		rmw32(rd + GICR_IGROUPR0, 0, bits);
+		for (u32 intid = 0; intid < 32; intid++) {
+			u32 shift = (intid % 4) * 8;
+
+			if (bits & (1U << intid))
+				rmw32(rd + GICR_IPRIORITYR + (intid & ~3U), 0xFFU << shift,
+				      PRIVATE_PRIORITY << shift);
+		}
+		mmio_write32(rd + GICR_ISENABLER0, bits);
 	} else {
 		ret = -1;
 	}
@@ -106,4 +122,19 @@ int gic_cpu_init(u32 idx)
 	write_sysreg(ICC_IGRPEN1_EL1, 1);
 	isb();
 	return ret;
+}
+
+void gic_send_sgi(u64 mpidr, u32 intid)
+{
+	u64 aff0 = mpidr & 0xFF;
+	u64 v = (1UL << (aff0 & 0xF))                 /* TargetList */
+		| ((mpidr >> 8) & 0xFF) << 16          /* Aff1 */
+		| (u64)(intid & 0xF) << 24             /* INTID */
+		| ((mpidr >> 16) & 0xFF) << 32         /* Aff2 */
+		| (aff0 >> 4) << 44                    /* RS: which 16 Aff0 values */
+		| ((mpidr >> 32) & 0xFF) << 48;        /* Aff3 */
+
+	dsb_sy(); /* what the target will look at is written before it wakes */
+	write_sysreg(ICC_SGI1R_EL1, v);
+	isb();
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* lib.c - the few libc routines a freestanding gcc build may call, plus timing helpers. */
+/* lib.c - the few libc routines a freestanding gcc build may call, plus polling waits. */
 #include "common.h"
 
 void *memset(void *d, int c, unsigned long n)
@@ -39,10 +39,10 @@ u64 counter_freq(void)
 	return f ? f : 62500000UL; /* QEMU's classic 62.5 MHz if firmware left it 0 */
 }
 
-/* Iteration cap for all waits (keeps them finite if the counter is frozen). */
+/* Iteration cap for the polling waits (keeps them finite if the counter is frozen). */
 #define WAIT_MAX_SPINS (1UL << 28)
 
-int wait_u8(uptr flag, u8 want, u32 timeout_ms)
+int poll_u8(uptr flag, u8 want, u32 timeout_ms)
 {
 	u64 ticks = counter_freq() / 1000 * timeout_ms;
 	u64 start = counter_now();
@@ -57,7 +57,7 @@ int wait_u8(uptr flag, u8 want, u32 timeout_ms)
 	return rd8(flag) == want;
 }
 
-void delay_us(u32 us)
+void spin_delay_us(u32 us)
 {
 	u64 ticks = counter_freq() / 1000000 * us;
 	u64 start = counter_now();

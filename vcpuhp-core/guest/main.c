@@ -3,20 +3,26 @@
  * main.c - vcpuhp-guest: the OS side of ARM64 ACPI CPU hotplug.
  *
  * Boot CPU: parse ACPI, set up the GIC, online the cold-booted CPUs up to
- * maxcpus=, print the sysfs-style masks, then idle taking GED interrupts.
- * On a CPU hotplug event it runs the equivalent of \_SB.CPUS.CSCN against
- * the QEMU-style CPU hotplug register block. Secondaries count work until
- * asked to stop, then PSCI CPU_OFF themselves.
+ * maxcpus=, print the sysfs-style masks, then sleep in WFI until the GED
+ * interrupt brings an event: CPU hotplug runs the equivalent of
+ * \_SB.CPUS.CSCN against the QEMU-style CPU hotplug register block, the
+ * power button powers the machine off (PSCI SYSTEM_OFF). Secondaries sleep
+ * in WFI counting their timer ticks until asked to stop, then PSCI CPU_OFF
+ * themselves. Every wait is a WFI woken by an interrupt: the other CPU's
+ * SGI_WAKE, the GED, or the virtual timer (ticks, deadlines).
  */
 #include "acpi.h"
 #include "gic.h"
 #include "psci.h"
 #include "status.h"
+#include "timer.h"
 #include "uart.h"
 
-/* GED event selector (read clears) and its CPU hotplug bit. */
+/* GED event selector (read clears) and its events. */
 #define GED_BASE 0x09080000UL
+#define GED_EVT_POWER_DOWN 0x2U
 #define GED_EVT_CPU_HOTPLUG 0x8U
+#define GED_EVT_KNOWN (GED_EVT_POWER_DOWN | GED_EVT_CPU_HOTPLUG)
 
 /* ACPI CPU hotplug register block (QEMU docs/specs/acpi_cpu_hotplug.rst). */
 #define CPUHP_BASE 0x090C0000UL
@@ -39,10 +45,14 @@
 #define OST_ST_SUCCESS 0x0
 #define OST_ST_FAILURE 0x1
 
-#define ONLINE_TIMEOUT_MS 5000U
-#define OFFLINE_TIMEOUT_MS 5000U
+#define ONLINE_TIMEOUT_US 5000000U
+#define OFFLINE_TIMEOUT_US 5000000U
+#define OFF_POLL_US 50U   /* between AFFINITY_INFO calls once the CPU said it stops */
+#define TICK_HZ 10U       /* each online secondary's timer tick (its work counter) */
 
 static u32 boot_idx;
+/* GED events the boot CPU's IRQ handler read, for its main loop to handle. */
+static volatile u32 ged_events;
 
 /* ---------------------------------------------------------------- status */
 
@@ -143,7 +153,16 @@ static void cpu_msg(u32 idx, const char *msg, i64 val)
 	uart_putc('\n');
 }
 
-/* PSCI CPU_ON idx and wait for it to mark itself online. Returns 1 if online. */
+static void wake_cpu(u32 idx)
+{
+	gic_send_sgi(acpi.mpidr[idx], SGI_WAKE);
+}
+
+static int is_online(uptr idx) { return STATUS->online[idx] != 0; }
+static int is_offline(uptr idx) { return STATUS->online[idx] == 0; }
+static int never(uptr unused) { (void)unused; return 0; }
+
+/* PSCI CPU_ON idx and sleep until it marks itself online (it then wakes us). */
 static int cpu_up(u32 idx, u64 mpidr)
 {
 	i64 r;
@@ -159,26 +178,30 @@ static int cpu_up(u32 idx, u64 mpidr)
 		if (r != PSCI_RET_ALREADY_ON && r != PSCI_RET_ON_PENDING)
 			return 0;
 	}
-	if (!wait_u8((uptr)&STATUS->online[idx], 1, ONLINE_TIMEOUT_MS)) {
-		cpu_msg(idx, ": did not come online, timeout ms ", ONLINE_TIMEOUT_MS);
+	if (!sleep_until(is_online, idx, ONLINE_TIMEOUT_US)) {
+		cpu_msg(idx, ": did not come online, timeout ms ", ONLINE_TIMEOUT_US / 1000);
 		return 0;
 	}
 	return 1;
 }
 
-/* Ask idx to stop and wait for PSCI to report it OFF. Returns 1 if off. */
+/*
+ * Ask idx to stop (stop_request + SGI_WAKE), sleep until it says it stops (it
+ * clears online and wakes us right before its CPU_OFF), then ask PSCI until it
+ * is OFF. Returns 1 if off.
+ */
 static int cpu_down(u32 idx)
 {
 	u64 mpidr = acpi.mpidr[idx];
-	u64 ticks = counter_freq() / 1000 * OFFLINE_TIMEOUT_MS;
-	u64 start = counter_now();
+	u64 deadline = counter_now() + us_to_ticks(OFFLINE_TIMEOUT_US);
 
 	if (STATUS->online[idx]) {
 		STATUS->stop_request[idx] = 1;
-		dmb_ish();
 		status_flush();
+		wake_cpu(idx);
+		sleep_until(is_offline, idx, OFFLINE_TIMEOUT_US);
 	}
-	for (u32 n = 0; n < 100000U; n++) {
+	for (;;) {
 		i64 r = psci_affinity_info(mpidr);
 
 		if (r == PSCI_AFF_OFF)
@@ -188,11 +211,11 @@ static int cpu_down(u32 idx)
 			cpu_msg(idx, ": AFFINITY_INFO returned ", r);
 			return 0;
 		}
-		if (counter_now() - start >= ticks)
+		if (counter_now() >= deadline)
 			break;
-		delay_us(100);
+		sleep_until(never, 0, OFF_POLL_US);
 	}
-	cpu_msg(idx, ": still not OFF, timeout ms ", OFFLINE_TIMEOUT_MS);
+	cpu_msg(idx, ": still not OFF, timeout ms ", OFFLINE_TIMEOUT_US / 1000);
 	return 0;
 }
 
@@ -275,6 +298,30 @@ static u32 cpu_scan(void)
 	return handled;
 }
 
+/* The GED's events: CPU hotplug scans (CSCN), the power button powers off. */
+static void handle_ged_events(u32 events)
+{
+	if (events & GED_EVT_POWER_DOWN) {
+		i64 r;
+
+		uart_puts("vcpuhp-guest: power button: powering off\n");
+		r = psci_call(PSCI_SYSTEM_OFF, 0, 0, 0);
+		note_psci(r); /* SYSTEM_OFF does not return on success */
+		cpu_msg(boot_idx, ": SYSTEM_OFF returned ", r);
+	}
+	if (events & GED_EVT_CPU_HOTPLUG) {
+		u32 n;
+
+		STATUS->state = STATE_HOTPLUG;
+		status_flush();
+		n = cpu_scan();
+		STATUS->events = STATUS->events + n;
+		print_masks();
+		publish(STATE_IDLE);
+	}
+}
+
+/* Every CPU's IRQ handler (vector VBAR_EL1 + 0x280), with IRQs masked. */
 void irq_handler(void)
 {
 	u32 intid = gic_ack();
@@ -284,27 +331,25 @@ void irq_handler(void)
 	if (intid == GED_INTID) {
 		u32 sel = mmio_read32(GED_BASE);
 
-		if (sel & ~GED_EVT_CPU_HOTPLUG) {
+		if (sel & ~GED_EVT_KNOWN) {
 			uart_puts("vcpuhp-guest: ged: ignoring events ");
-			uart_put_hex(sel & ~GED_EVT_CPU_HOTPLUG);
+			uart_put_hex(sel & ~GED_EVT_KNOWN);
 			uart_putc('\n');
 		}
 		/*
-		 * An empty selector is scanned too: the scan is idempotent, and
-		 * it keeps an event whose selector read got lost (e.g. an MMIO
-		 * read replayed by an emulator) from going unnoticed.
+		 * An empty selector is taken as a CPU hotplug event: the scan is
+		 * idempotent, and it keeps an event whose selector read got lost
+		 * (e.g. an MMIO read replayed by an emulator) from going unnoticed.
 		 */
-		if ((sel & GED_EVT_CPU_HOTPLUG) || !sel) {
-			u32 n;
+		ged_events = ged_events | (sel ? sel & GED_EVT_KNOWN : GED_EVT_CPU_HOTPLUG);
+	} else if (intid == PPI_VIRTUAL_TIMER) {
+		u32 cpu = this_cpu();
 
-			STATUS->state = STATE_HOTPLUG;
-			status_flush();
-			n = cpu_scan();
-			STATUS->events = STATUS->events + n;
-			print_masks();
-			publish(STATE_IDLE);
+		if (timer_interrupt(cpu)) {
+			STATUS->work[cpu] = STATUS->work[cpu] + 1;
+			flush_range((uptr)&STATUS->work[cpu], 8);
 		}
-	} else {
+	} else if (intid != SGI_WAKE) { /* SGI_WAKE only ends a WFI: its waiter rechecks */
 		uart_puts("vcpuhp-guest: unexpected interrupt ");
 		uart_put_udec(intid);
 		uart_putc('\n');
@@ -378,6 +423,7 @@ void boot_main(const char *cmdline, u64 rsdp)
 		return;
 	}
 	boot_idx = (u32)self;
+	set_this_cpu(boot_idx);
 	STATUS->possible = acpi.ncpus;
 	for (u32 i = 0; i < acpi.ncpus; i++)
 		STATUS->enabled[i] = (acpi.flags[i] & MADT_GICC_ENABLED) ? 1 : 0;
@@ -398,19 +444,28 @@ void boot_main(const char *cmdline, u64 rsdp)
 
 	print_masks();
 	publish(STATE_IDLE);
-	__asm__ volatile("msr daifclr, #2" ::: "memory");
-	for (;;)
-		wfi();
+	for (;;) {
+		u32 events;
+
+		irq_mask();
+		while (!(events = ged_events)) {
+			wfi();
+			irq_unmask(); /* the GED interrupt (or an SGI) is taken here */
+			irq_mask();
+		}
+		ged_events = 0;
+		irq_unmask();
+		handle_ged_events(events);
+	}
 }
 
 void secondary_main(u64 idx)
 {
-	volatile u64 *work = &STATUS->work[idx];
-
 	if (idx >= acpi.ncpus || acpi.mpidr[idx] != (read_sysreg(mpidr_el1) & MPIDR_AFF_MASK)) {
 		uart_puts("vcpuhp-guest: secondary context id does not match MPIDR_EL1, parking\n");
 		return;
 	}
+	set_this_cpu((u32)idx);
 	if (gic_cpu_init((u32)idx))
 		cpu_msg((u32)idx, ": redistributor not found or not awake, status ", -1);
 
@@ -418,16 +473,22 @@ void secondary_main(u64 idx)
 	STATUS->online[idx] = 1;
 	dmb_ish();
 	status_flush();
+	wake_cpu(boot_idx); /* it sleeps in cpu_up() until we are online */
 
-	for (u64 n = 1; !STATUS->stop_request[idx]; n++) {
-		*work = *work + 1;
-		if (!(n & 1023))
-			flush_range((uptr)work, 8);
+	/* Work: count timer ticks, sleeping in WFI in between, until asked to stop. */
+	timer_start_periodic(us_to_ticks(1000000U / TICK_HZ));
+	irq_mask();
+	while (!STATUS->stop_request[idx]) {
+		wfi();
+		irq_unmask(); /* a tick, or the boot CPU's SGI_WAKE with stop_request */
+		irq_mask();
 	}
+	timer_stop();
 
 	STATUS->online[idx] = 0;
 	dmb_ish();
 	status_flush();
+	wake_cpu(boot_idx); /* it sleeps in cpu_down() until we stop */
 	{
 		i64 r = psci_call(PSCI_CPU_OFF, 0, 0, 0);
 

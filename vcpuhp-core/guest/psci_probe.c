@@ -60,7 +60,7 @@ static void affinity_info(const char *name, int idx)
 			r = psci_affinity_info(acpi.mpidr[idx]);
 			if (r != PSCI_AFF_ON_PENDING || counter_now() - start >= ticks)
 				break;
-			delay_us(100);
+			spin_delay_us(100);
 		}
 	}
 	record(name, r);
@@ -89,7 +89,7 @@ void boot_main(const char *cmdline, u64 rsdp)
 
 	record("version", psci_call(PSCI_VERSION, 0, 0, 0));
 	cpu_on("cpu_on_cpu1", cpu1, cpu1 < 0 ? 0 : acpi.mpidr[cpu1]);
-	if (cpu1 >= 0 && !wait_u8(PROBE_STARTED, 1, 5000))
+	if (cpu1 >= 0 && !poll_u8(PROBE_STARTED, 1, 5000))
 		uart_puts("psci-probe: cpu1 did not start within 5 s\n");
 	cpu_on("cpu_on_cpu1_again", cpu1, cpu1 < 0 ? 0 : acpi.mpidr[cpu1]);
 	cpu_on("cpu_on_unknown", 0, UNKNOWN_MPIDR);

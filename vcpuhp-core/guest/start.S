@@ -74,13 +74,14 @@ psci_call:
 	.size	psci_call, . - psci_call
 
 /*
- * IRQ from the current EL (SP_ELx). The handler runs with PSTATE.I set, so no
- * nesting; save the AAPCS64 caller-saved registers, x30 and the exception
- * return state, call irq_handler(), restore, eret.
+ * IRQ from the current EL (SP_ELx). The handler runs with PSTATE.I set and
+ * takes no exception at EL1 (no nesting, no PSCI call), so ELR_EL1/SPSR_EL1
+ * stay intact and are not saved; save the AAPCS64 caller-saved registers and
+ * x30, call irq_handler(), restore, eret.
  */
 	.type	irq_entry, %function
 irq_entry:
-	sub	sp, sp, #176
+	sub	sp, sp, #160
 	stp	x0, x1, [sp, #0]
 	stp	x2, x3, [sp, #16]
 	stp	x4, x5, [sp, #32]
@@ -91,13 +92,7 @@ irq_entry:
 	stp	x14, x15, [sp, #112]
 	stp	x16, x17, [sp, #128]
 	stp	x18, x30, [sp, #144]
-	mrs	x0, elr_el1
-	mrs	x1, spsr_el1
-	stp	x0, x1, [sp, #160]
 	bl	irq_handler
-	ldp	x0, x1, [sp, #160]
-	msr	elr_el1, x0
-	msr	spsr_el1, x1
 	ldp	x18, x30, [sp, #144]
 	ldp	x16, x17, [sp, #128]
 	ldp	x14, x15, [sp, #112]
@@ -108,7 +103,7 @@ irq_entry:
 	ldp	x4, x5, [sp, #32]
 	ldp	x2, x3, [sp, #16]
 	ldp	x0, x1, [sp, #0]
-	add	sp, sp, #176
+	add	sp, sp, #160
 	eret
 	.size	irq_entry, . - irq_entry
 

@@ -51,6 +51,10 @@ from outside the backend and quotes it (:data:`RULES`) when it fails:
   may itself be waiting for the lock; and unrealize_vcpu, called on eject
   with the machine lock held, must not wait for a vCPU thread that is waiting
   for the lock: the thread must give up its call once its vCPU is powered off.
+  A vCPU thread can wait with :meth:`~vcpuhp.machine_lock.MachineLock.acquire_unless`
+  (give up once powered off or told to exit, no polling) if power_off and
+  unrealize_vcpu call :meth:`~vcpuhp.machine_lock.MachineLock.wake_waiters` after
+  changing that state.
 * Freeing: unrealize_vcpu releases the vCPU's host resources: when it returns,
   the vCPU's thread has ended. destroy_vcpu frees the vCPU: the backend keeps
   no reference to it. close must free every vCPU, parked ones included, end

@@ -66,15 +66,35 @@ ICC_REGISTER_NAMES: Final = frozenset(ICC_SYSREGS.values())
 
 
 class _Irq:
-    __slots__ = ("active", "edge", "enabled", "group1", "pending", "priority")
+    """One interrupt's state. Its ``pending`` bit is mirrored in ``pending_set`` (the
+    owning CPU interface's or the distributor's set of pending INTIDs), so that finding
+    the highest pending interrupt looks at pending interrupts only."""
 
-    def __init__(self, edge: bool) -> None:
+    __slots__ = ("_pending", "_pending_set", "active", "edge", "enabled", "group1", "key",
+                 "priority")
+
+    def __init__(self, edge: bool, pending_set: set[int] | None = None, key: int = 0) -> None:
         self.enabled = False
-        self.pending = False
+        self._pending = False
+        self._pending_set: set[int] = pending_set if pending_set is not None else set()
+        self.key = key
         self.active = False
         self.group1 = False
         self.priority = 0
         self.edge = edge
+
+    @property
+    def pending(self) -> bool:
+        """The pending bit."""
+        return self._pending
+
+    @pending.setter
+    def pending(self, value: bool) -> None:
+        self._pending = value
+        if value:
+            self._pending_set.add(self.key)
+        else:
+            self._pending_set.discard(self.key)
 
     def state(self) -> tuple[bool, ...] | tuple[Any, ...]:
         return (self.enabled, self.pending, self.active, self.group1, self.priority, self.edge)
@@ -88,7 +108,9 @@ class CpuInterface:
         self.rd_base = rd_base
         self.last = last
         self.accessible = False
-        self.private = [_Irq(edge=intid < 16) for intid in range(32)]
+        self.pending_private: set[int] = set()
+        """INTIDs (0-31) of this CPU's pending SGIs and PPIs."""
+        self.private = [_Irq(intid < 16, self.pending_private, intid) for intid in range(32)]
         self.waker_sleep = True
         self.pmr = 0
         self.bpr1 = 0
@@ -145,13 +167,19 @@ class Gicv3(InterruptController):
                 self.cpus.append(CpuInterface(slots[index], base, last=n == region.count - 1))
                 index += 1
         self._by_affinity = {cpu.slot.arch_id: cpu for cpu in self.cpus}
-        self.spis = [_Irq(edge=False) for _ in range(NUM_IRQS - 32)]
+        self.pending_spis: set[int] = set()
+        """SPI numbers (INTID - 32) of the pending shared interrupts."""
+        self.spis = self._fresh_spis()
         self.irouter = [0] * (NUM_IRQS - 32)
         self.ctlr = 0
         self.lock = threading.RLock()
         self._signal = signal or (lambda _cpu: None)
         self._report_now = report or (lambda _msg: None)
         self._reports: list[str] = []
+
+    def _fresh_spis(self) -> list[_Irq]:
+        self.pending_spis.clear()
+        return [_Irq(False, self.pending_spis, spi) for spi in range(NUM_IRQS - 32)]
 
     def _report(self, message: str) -> None:
         """Queue a guest-error report; delivered by :meth:`_flush_reports` outside the lock."""
@@ -222,7 +250,7 @@ class Gicv3(InterruptController):
         """
         with self.lock:
             self.ctlr = 0
-            self.spis = [_Irq(edge=False) for _ in self.spis]
+            self.spis = self._fresh_spis()
             self.irouter = [0] * len(self.irouter)
             for position, cpu in enumerate(self.cpus):
                 fresh = CpuInterface(cpu.slot, cpu.rd_base, cpu.last)
@@ -270,15 +298,19 @@ class Gicv3(InterruptController):
         return cpu.private[intid] if intid < 32 else self.spis[intid - 32]
 
     def _highest_pending(self, cpu: CpuInterface) -> tuple[int, int]:
+        """``(INTID, priority)`` of the highest-priority pending interrupt ``cpu`` could take;
+        the lowest INTID wins a tie. Only pending interrupts are looked at."""
         best = (SPURIOUS, IDLE_PRIORITY)
         if not cpu.accessible or not self.ctlr & 0x2:
             return best
-        for intid, irq in enumerate(cpu.private):
-            if irq.pending and irq.enabled and not irq.active and irq.priority < best[1]:
+        for intid in sorted(cpu.pending_private):
+            irq = cpu.private[intid]
+            if irq.enabled and not irq.active and irq.priority < best[1]:
                 best = (intid, irq.priority)
-        for spi, irq in enumerate(self.spis):
+        for spi in sorted(self.pending_spis):
+            irq = self.spis[spi]
             if (
-                irq.pending and irq.enabled and not irq.active and irq.priority < best[1]
+                irq.enabled and not irq.active and irq.priority < best[1]
                 and self._spi_target(spi) == cpu.slot.index
             ):
                 best = (spi + 32, irq.priority)

@@ -1,9 +1,10 @@
 """Decoding the few AArch64 instructions the backend emulates itself.
 
 Unicorn runs everything else. What reaches the backend as an UNDEFINED
-exception is either the PSCI conduit (``hvc #0``: HVC is undefined at EL1 when
-EL2 is not in use) or an access to a system register Unicorn does not
-implement (the GICv3 CPU interface, ``ICC_*_EL1``).
+exception is either the PSCI conduit (``hvc``: HVC is undefined at EL1 when
+EL2 is not in use; the backend treats every one as a firmware call, whatever
+its immediate) or an access to a system register Unicorn does not implement
+(the GICv3 CPU interface, ``ICC_*_EL1``).
 """
 
 from __future__ import annotations

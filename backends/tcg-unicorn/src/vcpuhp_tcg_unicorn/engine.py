@@ -4,9 +4,11 @@ The engine maps the machine's RAM (one host buffer shared by every engine,
 ``uc_mem_map_ptr``) and its MMIO regions (routed to a :class:`GuestExits`),
 hands every MRS/MSR of a register the backend emulates (``MPIDR_EL1``, the
 generic timer) and every exception Unicorn raises to the :class:`GuestExits`,
-and enters the guest's vector table for IRQs and synchronous exceptions
-(:meth:`Engine.take_exception`; Unicorn never does). It knows registers and
-Unicorn, nothing about threads or the machine.
+enters the guest's vector table for synchronous exceptions
+(:meth:`Engine.take_exception`; Unicorn never does), and drives the CPU's IRQ
+input (:attr:`Engine.irq_line`; QEMU then takes the interrupt itself, see
+:mod:`~vcpuhp_tcg_unicorn.irq_line`). It knows registers and Unicorn, nothing
+about threads or the machine.
 
 Measured on Unicorn 2.1.4 (the reasons for some of what follows):
 
@@ -49,14 +51,10 @@ from typing import Any, Final, Protocol
 from vcpuhp.errors import BackendError
 from vcpuhp_tcg_unicorn.binding import UcError, arm64, unicorn
 from vcpuhp_tcg_unicorn.binding import const as unicorn_const
+from vcpuhp_tcg_unicorn.irq_line import IrqLine
 from vcpuhp_tcg_unicorn.mmu import PSTATE_PAN, Regime
 from vcpuhp_tcg_unicorn.stops import enable_block_boundary_stops
-from vcpuhp_tcg_unicorn.syndrome import (
-    VECTOR_IRQ,
-    VECTOR_SYNC,
-    SyncException,
-    vector_base_offset,
-)
+from vcpuhp_tcg_unicorn.syndrome import VECTOR_SYNC, SyncException, vector_base_offset
 
 PSTATE_I: Final = 1 << 7
 PSTATE_DAIF: Final = 0xF << 6
@@ -67,6 +65,7 @@ RESET_PSTATE: Final = PSTATE_DAIF | PSTATE_EL1H
 """How a vCPU starts (PSCI ``CPU_ON``, boot): EL1h, DAIF masked."""
 SCR_EL3_RW: Final = 1 << 10
 _SCTLR_SPAN: Final = 1 << 23
+_SCTLR_M: Final = 1 << 0
 NEVER: Final = 0xFFFF_FFFF_FFFF_FFFF
 """``until`` address of ``emu_start``: never reached (not 4-byte aligned)."""
 
@@ -123,6 +122,40 @@ class GuestExits(Protocol):
 
     def sysreg_write(self, reg: Sysreg, value: int) -> bool:
         """``MSR`` of ``reg``: ``True`` if handled (Unicorn then skips the write)."""
+
+
+class UnboundExits:
+    """The :class:`GuestExits` of a spare engine, which no vCPU owns and which never runs."""
+
+    def _unbound(self, *_args: object) -> None:
+        raise BackendError("tcg-unicorn: a spare engine ran guest code (no vCPU owns it)")
+
+    def mmio_read(self, addr: int, size: int) -> int:
+        """Never called: a spare engine does not run."""
+        self._unbound(addr, size)
+        return 0
+
+    def mmio_write(self, addr: int, size: int, value: int) -> None:
+        """Never called: a spare engine does not run."""
+        self._unbound(addr, size, value)
+
+    def exception(self, intno: int) -> None:
+        """Never called: a spare engine does not run."""
+        self._unbound(intno)
+
+    def unmapped(self, access: int, addr: int, size: int) -> None:
+        """Never called: a spare engine does not run."""
+        self._unbound(access, addr, size)
+
+    def sysreg_read(self, reg: Sysreg) -> int | None:
+        """Never called: a spare engine does not run."""
+        self._unbound(reg)
+        return None
+
+    def sysreg_write(self, reg: Sysreg, value: int) -> bool:
+        """Never called: a spare engine does not run."""
+        self._unbound(reg, value)
+        return False
 
 
 @dataclass(frozen=True)
@@ -186,6 +219,8 @@ class Engine:
             self.uc.ctl_set_tcg_buffer_size(tb_size)
             self.uc.mem_map_ptr(ram.base, ram.size, unicorn_const.UC_PROT_ALL, ram.host_address)
             self.exact_async_stops = block_boundary_stops and enable_block_boundary_stops(self.uc)
+            self.irq_line = IrqLine(self.uc)
+            """The CPU's IRQ input; set by the vCPU's own thread only (see its module)."""
             for base, size in mmio:
                 self.uc.mmio_map(base, size, self._mmio_read, base, self._mmio_write, base)
             self.uc.hook_add(unicorn_const.UC_HOOK_INTR, self._on_interrupt)
@@ -202,6 +237,22 @@ class Engine:
         except UcError as exc:
             self.close()
             raise BackendError(f"tcg-unicorn: cannot create an AArch64 engine: {exc}") from exc
+
+    def rebind(self, *, mpidr: int, exits: GuestExits) -> None:
+        """Hand a spare engine (closed by nobody, not running) to another vCPU."""
+        if self.closed:
+            raise BackendError(f"tcg-unicorn: engine #{self.id} is closed")
+        self.mpidr = mpidr
+        self._exits = exits
+
+    def forget_translations(self) -> None:
+        """Drop every translated block (``UC_CTL_TB_FLUSH``).
+
+        Each engine caches the code it translated and sees only its own writes to
+        it; a spare engine must not bring back translations of code that another
+        CPU may have rewritten since.
+        """
+        self.uc.ctl_flush_tb()
 
     # -- hooks (run on the vCPU thread, inside run()) -------------------------------------
 
@@ -280,6 +331,14 @@ class Engine:
         if error is not None:
             raise error
 
+    def snapshot(self) -> Any:
+        """The CPU's registers as of now (``uc_context_save``; callable from a hook)."""
+        return self.uc.context_save()
+
+    def restore(self, snapshot: Any) -> None:
+        """Put back registers saved by :meth:`snapshot` (not while running)."""
+        self.uc.context_restore(snapshot)
+
     def request_stop(self) -> None:
         """End :meth:`run` at the next block boundary (any thread; see the module notes).
 
@@ -300,6 +359,7 @@ class Engine:
             self.set_x(n, value)
         self.uc.reg_write(arm64.UC_ARM64_REG_PSTATE, RESET_PSTATE)
         self.uc.cpr_write(*_SPSR_EL1, 0)  # rebuilds the cached translation flags
+        self.irq_line.set(False)
         self.pc = entry_point
 
     def close(self) -> None:
@@ -373,6 +433,11 @@ class Engine:
         except UcError:
             return None
 
+    @property
+    def mmu_enabled(self) -> bool:
+        """``SCTLR_EL1.M``: whether the EL1&0 stage-1 translation is on."""
+        return bool(self.sysreg(_SCTLR_EL1) & _SCTLR_M)
+
     def translation_regime(self) -> Regime:
         """The registers that govern the EL1&0 translation, as of now."""
         uc = self.uc
@@ -387,28 +452,20 @@ class Engine:
         """Whether ``PSTATE.I`` masks IRQs."""
         return bool(self.pstate & PSTATE_I)
 
-    def take_irq(self) -> bool:
-        """Enter the guest's IRQ vector as the hardware would; ``False`` if IRQs are masked."""
-        if self.pstate & PSTATE_I:
-            return False
-        self._enter(VECTOR_IRQ, self.pc)
-        return True
-
     def take_exception(self, exception: SyncException) -> None:
-        """Enter the guest's synchronous exception vector with ``exception``'s syndrome."""
+        """Enter the guest's synchronous exception vector with ``exception``'s syndrome.
+
+        ``ELR_EL1`` = the return address, ``SPSR_EL1`` = PSTATE, EL1h with DAIF
+        masked, PC = ``VBAR_EL1`` + the vector for where the CPU was (Arm ARM
+        ``AArch64.TakeException``).
+        """
         uc = self.uc
         uc.reg_write(arm64.UC_ARM64_REG_ESR_EL1, exception.esr)
         if exception.far is not None:
             uc.reg_write(arm64.UC_ARM64_REG_FAR_EL1, exception.far)
-        self._enter(VECTOR_SYNC, exception.return_address)
-
-    def _enter(self, kind: int, return_address: int) -> None:
-        """``ELR_EL1`` = ``return_address``, ``SPSR_EL1`` = PSTATE, EL1h with DAIF masked,
-        PC = ``VBAR_EL1`` + the vector for where the CPU was (Arm ARM ``AArch64.TakeException``).
-        """
-        uc = self.uc
+        return_address = exception.return_address
         pstate = self.pstate
-        offset = vector_base_offset(pstate) + kind
+        offset = vector_base_offset(pstate) + VECTOR_SYNC
         el, on_sp_elx = (pstate >> 2) & 3, pstate & 1
         uc.reg_write(arm64.UC_ARM64_REG_ELR_EL1, return_address)
         new_pstate = (pstate & PSTATE_NZCV) | PSTATE_DAIF | PSTATE_EL1H

@@ -44,6 +44,8 @@ class VcpuFault(GuestError):
 def translate(engine: Engine, va: int, *, write: bool = False,
               execute: bool = False) -> Translation | None:
     """``va`` through the guest's current EL1&0 translation (``None``: granule not modelled)."""
+    if not engine.mmu_enabled:
+        return Translation(va, None)  # the common case, without reading the other registers
     return walk(engine.translation_regime(), va, el0=engine.at_el0, write=write,
                 execute=execute, read_u64=engine.read_physical_u64)
 
@@ -76,7 +78,7 @@ def from_exception(engine: Engine, intno: int) -> SyncException | None:
         immediate = brk_immediate(word) if word is not None else None
         return brk(pc, immediate or 0)
     if intno == EXCP_SMC:  # no EL3 on this machine: SMC is UNDEFINED (QEMU virt)
-        return undefined(pc - 4, "smc (no EL3; the PSCI conduit is hvc #0)")
+        return undefined(pc - 4, "smc (no EL3; the PSCI conduit is hvc)")
     if intno == EXCP_PREFETCH_ABORT:
         return mmu_instruction_abort(engine, pc)
     if intno == EXCP_DATA_ABORT:

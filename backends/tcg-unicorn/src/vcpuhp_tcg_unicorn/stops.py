@@ -47,6 +47,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from vcpuhp_tcg_unicorn.binding import UcError, arm64, unicorn
+from vcpuhp_tcg_unicorn.internals import close_scratch, handle_address
 
 _log = logging.getLogger(__name__)
 
@@ -59,33 +60,39 @@ RETRY_SECONDS: Final = 0.0005
 """How long a stop may stay unanswered before it is requested again."""
 
 
-def _handle_address(uc: Any) -> int:
-    handle = uc._uch
-    value = getattr(handle, "value", handle)
-    return int(value)
+_known_offsets: list[int] = []
+"""Offset of ``target_page_size`` in ``struct uc_struct`` found by the first search (the
+same for every engine of this Unicorn build)."""
+
+
+def _looks_right(blob: bytes, offset: int, page_size: int, host_page: int) -> bool:
+    size, align = struct.unpack_from("<II", blob, offset)
+    if size != page_size or align != page_size - 1:
+        return False
+    host, real_host = struct.unpack_from("<QQ", blob, offset + 8)
+    _icache, content, _context = struct.unpack_from("<iii", blob, offset + 24)
+    flags = blob[offset + 48:offset + 52]
+    return (host, real_host, content) == (host_page, host_page, 1) and flags[2:4] == b"\x00\x01"
 
 
 def find_no_exit_request(uc: Any) -> int | None:
     """The address of ``uc->no_exit_request`` in engine ``uc``, or ``None`` if not found.
 
-    ``uc`` must be initialised (it has mapped memory).
+    ``uc`` must be initialised (it has mapped memory). The first engine is searched;
+    later ones are only checked at the offset found then.
     """
-    base = _handle_address(uc)
+    base = handle_address(uc)
     blob = ctypes.string_at(base, _SCAN_BYTES)
     page_size = int(uc.ctl_get_page_size())
     host_page = os.sysconf("SC_PAGESIZE")
-    found = []
-    for offset in range(0, _SCAN_BYTES - 56, 8):
-        size, align = struct.unpack_from("<II", blob, offset)
-        if size != page_size or align != page_size - 1:
-            continue
-        host, real_host = struct.unpack_from("<QQ", blob, offset + 8)
-        _icache, content, _context = struct.unpack_from("<iii", blob, offset + 24)
-        flags = blob[offset + 48:offset + 52]
-        if (host, real_host, content) == (host_page, host_page, 1) and flags[2:4] == b"\x00\x01":
-            found.append(offset)
+    for known in _known_offsets:
+        if _looks_right(blob, known, page_size, host_page):
+            return base + known + _NO_EXIT_REQUEST_FROM_PAGE_SIZE
+    found = [offset for offset in range(0, _SCAN_BYTES - 56, 8)
+             if _looks_right(blob, offset, page_size, host_page)]
     if len(found) != 1:
         return None
+    _known_offsets[:] = found
     return base + found[0] + _NO_EXIT_REQUEST_FROM_PAGE_SIZE
 
 
@@ -116,16 +123,7 @@ def _probe() -> bool:
     except (UcError, OSError, ValueError):
         return False
     finally:
-        _close(uc)
-
-
-def _close(uc: Any) -> None:
-    """``uc_close`` now, on this thread (not whenever the garbage collector runs)."""
-    finalizer = getattr(uc, "_Uc__finalizer", None)
-    if finalizer is not None:
-        finalizer()
-    uc._callbacks.clear()
-    uc._mmio_callbacks.clear()
+        close_scratch(uc)
 
 
 @functools.lru_cache(maxsize=1)

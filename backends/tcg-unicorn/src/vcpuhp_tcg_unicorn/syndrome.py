@@ -8,8 +8,9 @@ instruction and the guest's page tables. Each builder returns a
 enters the vector.
 
 The values follow QEMU's ``-M virt`` without EL2 and EL3 (``target/arm``):
-``hvc`` and ``smc`` that are not PSCI calls are UNDEFINED (EC 0), and a data
-or instruction abort taken to EL1 carries no instruction syndrome (ISV 0).
+``smc`` is UNDEFINED (EC 0; every ``hvc`` is a firmware call, the PSCI
+conduit), and a data or instruction abort taken to EL1 carries no
+instruction syndrome (ISV 0).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class SyncException:
 
 
 def undefined(pc: int, what: str = "undefined instruction") -> SyncException:
-    """An UNDEFINED instruction at ``pc`` (``udf``, unallocated, ``hvc``/``smc`` here)."""
+    """An UNDEFINED instruction at ``pc`` (``udf``, unallocated, ``smc`` here)."""
     return SyncException(esr(EC_UNKNOWN), pc, None, what)
 
 

@@ -5,11 +5,19 @@ host's ``CLOCK_MONOTONIC`` in 16 ns ticks, ``CNTFRQ_EL0`` = 62.5 MHz, the same
 in every engine since ``CNTVOFF_EL2`` is 0) and stores the timer registers,
 but its ``gt_recalc_timer`` is compiled out: ``ISTATUS`` never sets and no
 interrupt is raised. This module supplies that part. The backend's
-MRS/MSR hooks report every access to ``CNT{V,P}_{CTL,CVAL,TVAL}_EL0``; a
-:class:`TimerService` thread keeps a heap of deadlines and, at each one,
-raises the timer's PPI through the machine's GIC (level-sensitive: the line
-is high while ``ENABLE && !IMASK && count >= CVAL``). The thread waits with
-no timeout while no timer is armed, so an idle machine costs nothing.
+MRS/MSR hooks report every access to ``CNT{V,P}_{CTL,CVAL,TVAL}_EL0``, and
+the timer's PPI is raised through the machine's GIC (level-sensitive: the
+line is high while ``ENABLE && !IMASK && count >= CVAL``).
+
+Who notices a deadline: while a vCPU sleeps in ``wfi`` its own thread waits
+for its earliest deadline and fires it itself (:meth:`GenericTimer.sleep` /
+:meth:`GenericTimer.wake`): one thread wakes, the one that runs the guest
+next. While it runs, a :class:`TimerService` thread keeps the deadlines in a
+heap and fires them (raising the line kicks the running vCPU). A deadline
+belongs to exactly one of the two at a time: the service skips the timers of
+a sleeping owner and the owner hands back what it did not fire when it wakes.
+Both threads wait with no timeout while no timer is armed, so an idle
+machine costs nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
+
+from vcpuhp_tcg_unicorn.hostthread import reduce_timer_slack
 
 COUNTER_PERIOD_NS: Final = 16
 """Unicorn's counter: 62.5 MHz (QEMU's ``GTIMER_SCALE``)."""
@@ -82,6 +92,20 @@ class TimerService:
         self.wakeup_errors_ns: list[int] = []
         """How late each expiry was raised (ns after its deadline); the last 10,000."""
 
+    def record(self, late_ns: int) -> None:
+        """Count an expiry raised ``late_ns`` after its deadline (by the service or an owner)."""
+        self.fired += 1
+        self.wakeup_errors_ns.append(late_ns)
+        if len(self.wakeup_errors_ns) > 10_000:
+            del self.wakeup_errors_ns[:5_000]
+
+    def owner_sleeps(self, timer: GenericTimer) -> None:
+        """``timer``'s owner now fires its deadlines itself: if the service was waiting for
+        one of them, it drops it now rather than waking at that deadline."""
+        with self._cond:
+            if self._heap and self._heap[0][3] is timer:
+                self._cond.notify()
+
     def schedule(self, timer: GenericTimer, which: int, generation: int, deadline: int) -> None:
         """Fire ``timer``'s timer ``which`` at counter value ``deadline`` unless re-armed."""
         with self._cond:
@@ -115,11 +139,20 @@ class TimerService:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
+    def _drop_stale(self) -> None:
+        """Pop deadlines that were re-armed or whose owner fires them itself (call locked)."""
+        heap = self._heap
+        while heap and not heap[0][3].is_current(heap[0][2], heap[0][4]):
+            heapq.heappop(heap)
+
     def _run(self) -> None:
+        reduce_timer_slack()
         while True:
             with self._cond:
+                self._drop_stale()
                 while not self._closed and (not self._heap or self._held):
                     self._cond.wait()
+                    self._drop_stale()
                 if self._closed:
                     return
                 deadline = self._heap[0][0]
@@ -128,12 +161,8 @@ class TimerService:
                     self._cond.wait(wait_ns / 1e9)
                     continue
                 _, _, which, timer, generation = heapq.heappop(self._heap)
-                late = -wait_ns
             if timer.expire(which, generation):
-                self.fired += 1
-                self.wakeup_errors_ns.append(late)
-                if len(self.wakeup_errors_ns) > 10_000:
-                    del self.wakeup_errors_ns[:5_000]
+                self.record(-wait_ns)
 
 
 class GenericTimer:
@@ -144,6 +173,46 @@ class GenericTimer:
         self._set_line = set_line
         self._lock = threading.Lock()
         self._timers = (_Timer(), _Timer())
+        self._owner_sleeping = False
+
+    def is_current(self, which: int, generation: int) -> bool:
+        """Whether the service's deadline for ``generation`` still stands (not re-armed and
+        not the sleeping owner's to fire). Read without the lock; :meth:`expire` re-checks."""
+        return not self._owner_sleeping and self._timers[which].generation == generation
+
+    def sleep(self) -> int | None:
+        """The owner goes to sleep in ``wfi``: from now on it fires the deadlines itself.
+
+        Returns the earliest armed deadline (counter value), ``None`` if nothing is armed.
+        Call :meth:`wake` when the owner stops waiting, whatever woke it.
+        """
+        with self._lock:
+            self._owner_sleeping = True
+            armed = [t.cval for t in self._timers
+                     if t.ctl & CTL_ENABLE and not t.ctl & CTL_IMASK and not t.level]
+        self._service.owner_sleeps(self)
+        return min(armed) if armed else None
+
+    def wake(self, fire: bool = True) -> None:
+        """The owner stops waiting: raise what is due, give the rest back to the service.
+
+        ``fire=False`` (the machine is paused): raise nothing, give every armed
+        deadline back to the service, which holds expiries until resume.
+        """
+        now = counter()
+        with self._lock:
+            self._owner_sleeping = False
+            armed = [(which, t.generation, t.cval) for which, t in enumerate(self._timers)
+                     if t.ctl & CTL_ENABLE and not t.ctl & CTL_IMASK and not t.level]
+        if not fire:
+            for which, generation, cval in armed:
+                self._service.schedule(self, which, generation, cval)
+            return
+        for which in (VIRTUAL, PHYSICAL):
+            self._update(which)
+        for _which, _generation, cval in armed:
+            if now >= cval:
+                self._service.record((now - cval) * COUNTER_PERIOD_NS)
 
     def reset(self) -> None:
         """CPU reset (PSCI ``CPU_ON``, power off): both timers disabled, lines low."""
@@ -185,9 +254,10 @@ class GenericTimer:
             self._update(which, repeat=True)
 
     def expire(self, which: int, generation: int) -> bool:
-        """The service's deadline for ``generation`` arrived; ``False`` if it was re-armed."""
+        """The service's deadline for ``generation`` arrived; ``False`` if it was re-armed
+        or the owner sleeps (and fires it itself)."""
         with self._lock:
-            if self._timers[which].generation != generation:
+            if self._timers[which].generation != generation or self._owner_sleeping:
                 return False
         self._update(which)
         return True
@@ -201,9 +271,10 @@ class GenericTimer:
             changed = high != timer.level or (high and repeat)
             timer.level = high
             generation, cval = timer.generation, timer.cval
+            schedule = bool(armed) and not high and not self._owner_sleeping
         if changed:
             self._set_line(TIMER_PPIS[which], high)
-        if armed and not high:
+        if schedule:
             self._service.schedule(self, which, generation, cval)
 
 

@@ -23,8 +23,10 @@ Threads and locks (the machine has one ``RLock``; each vCPU has a
 * Every call a vCPU thread makes into the machine (MMIO, PSCI, ``ICC_*``,
   ``vcpu_started``, ``vcpu_fault``) takes the machine lock through
   :meth:`UnicornVcpu._call_machine`, which gives up (raising ``_Aborted``)
-  once the vCPU has been powered off or told to exit; it waits for the lock
-  only while another thread holds it (never on an idle machine).
+  once the vCPU has been powered off or told to exit: it waits with
+  :meth:`~vcpuhp.machine_lock.MachineLock.acquire_unless`, which any release
+  of the lock and every power-off / exit request
+  (:meth:`~vcpuhp.machine_lock.MachineLock.wake_waiters`) wake -- no polling.
 * Every power-state change bumps an *epoch*. A hook that went to the machine
   compares epochs when it comes back: if its own vCPU was powered off or reset
   meanwhile (``CPU_OFF``, ``SYSTEM_RESET``) it ends the run from the
@@ -33,14 +35,21 @@ Threads and locks (the machine has one ``RLock``; each vCPU has a
   hook waits there (the access done, the instruction not yet retired) until
   resume, so it executes nothing more.
 
-Exceptions: Unicorn never enters the guest's vector table, so the backend
-does, with the syndrome the Arm ARM prescribes (:mod:`~vcpuhp_tcg_unicorn.faults`):
-IRQs between runs when the GIC says the line is up and ``PSTATE.I`` is clear;
-synchronous exceptions from the interrupt hook, or after a run that ended on
-an unbacked physical address. ``hvc #0`` (the PSCI conduit) and the GIC's
-``ICC_*`` registers are emulated instead. After ``wfi`` the thread sleeps on
-its condition, with no timeout, until a kick; the generic timer
+Interrupts: before every run the thread drives the engine's IRQ input from
+the GIC (:mod:`~vcpuhp_tcg_unicorn.irq_line`); QEMU itself then takes the
+interrupt at the first instruction where ``PSTATE.I`` allows it (right after
+``msr daifclr`` or ``eret``), and ``wfi`` completes at once while it is up.
+A new interrupt for a running vCPU (a *kick*) ends its run so the input is
+driven again; one that falls during a run is lowered from the hook that
+lowered it. After ``wfi`` with the input down the thread sleeps on its
+condition, with no timeout, until a kick; the generic timer
 (:mod:`~vcpuhp_tcg_unicorn.timer`) kicks it through the GIC when it expires.
+
+Synchronous exceptions: Unicorn never enters the guest's vector table for
+them, so the backend does, with the syndrome the Arm ARM prescribes
+(:mod:`~vcpuhp_tcg_unicorn.faults`): from the interrupt hook, or after a run
+that ended on an unbacked physical address. ``hvc #0`` (the PSCI conduit)
+and the GIC's ``ICC_*`` registers are emulated instead.
 """
 
 from __future__ import annotations
@@ -67,10 +76,17 @@ from vcpuhp_tcg_unicorn.engine import (
     Sysreg,
 )
 from vcpuhp_tcg_unicorn.faults import VcpuFault, external_abort, fetch, from_exception
+from vcpuhp_tcg_unicorn.hostthread import reduce_timer_slack
 from vcpuhp_tcg_unicorn.pool import TranslationContext, TranslationContextPool
 from vcpuhp_tcg_unicorn.stops import StopRetrier
 from vcpuhp_tcg_unicorn.syndrome import SyncException, undefined
-from vcpuhp_tcg_unicorn.timer import TIMER_SYSREGS, GenericTimer, TimerService
+from vcpuhp_tcg_unicorn.timer import (
+    COUNTER_PERIOD_NS,
+    TIMER_SYSREGS,
+    GenericTimer,
+    TimerService,
+    counter,
+)
 
 if TYPE_CHECKING:
     from vcpuhp.machine import VirtMachine
@@ -82,12 +98,12 @@ DEFAULT_SLICE: Final = 100_000
 """Guest instructions per ``emu_start`` when exact asynchronous stops are not
 available (about a millisecond): then the latency of interrupts, pause and
 power-off for a busy vCPU."""
-LOCK_POLL: Final = 0.02
-"""Seconds between checks for "give up" while another thread holds the machine lock."""
 JOIN_TIMEOUT: Final = 10.0
-PSCI_IMMEDIATE: Final = 0
 _CVAL_REGISTERS: Final = {0: (3, 3, 14, 3, 2), 1: (3, 3, 14, 2, 2)}
 _EOI_REGISTERS: Final = frozenset({"ICC_EOIR1_EL1", "ICC_DIR_EL1"})
+_ACKNOWLEDGE_REGISTERS: Final = frozenset({"ICC_IAR1_EL1", "ICC_IAR0_EL1"})
+_FIRST_SPECIAL_INTID: Final = 1020
+"""INTIDs 1020-1023 are special (spurious): nothing was acknowledged."""
 
 _ACCESS_NAMES: Final = {
     "UC_MEM_READ_UNMAPPED": "read",
@@ -127,13 +143,18 @@ class UnicornVcpu(BackendVcpu):
         retrier: StopRetrier,
         slice_instructions: int = DEFAULT_SLICE,
         async_stops: bool = True,
+        spare: Engine | None = None,
     ) -> None:
         super().__init__(slot)
         self._machine = machine
         self._pool = pool
         self._retrier = retrier
-        self.engine = Engine(cpu_model=cpu_model, tb_size=tb_size, ram=ram, mmio=mmio,
-                             mpidr=slot.mpidr, exits=self, block_boundary_stops=async_stops)
+        if spare is not None:  # an engine an unplugged vCPU left behind (same options)
+            spare.rebind(mpidr=slot.mpidr, exits=self)
+            self.engine = spare
+        else:
+            self.engine = Engine(cpu_model=cpu_model, tb_size=tb_size, ram=ram, mmio=mmio,
+                                 mpidr=slot.mpidr, exits=self, block_boundary_stops=async_stops)
         self.slice_instructions = 0 if self.engine.exact_async_stops else slice_instructions
         """Instructions per run; 0 (exact asynchronous stops) runs until stopped."""
         self.timer = GenericTimer(timers, self._set_timer_line)
@@ -150,11 +171,14 @@ class UnicornVcpu(BackendVcpu):
         self._stop_requested_for = -1
         self._blocked_on_machine = False
         self._held = False
+        self._in_wfi = False
         # Owned by the vCPU thread.
         self._run_epoch = 0
         self._hook_stopped = False
         self._after_run: Callable[[], None] | None = None
         self._invalid_access: tuple[int, int, int, int] | None = None
+        self._at_faulting_store: Any = None
+        """Registers at a store to unbacked memory; set, the rest of the run is void."""
         self._last_taken: SyncException | None = None
         self._entered_at = -1
         self.thread: threading.Thread | None = None
@@ -170,6 +194,12 @@ class UnicornVcpu(BackendVcpu):
     def index(self) -> int:
         """The CPU index."""
         return self.slot.index
+
+    @property
+    def sleeping_in_wfi(self) -> bool:
+        """Whether the thread sleeps because its guest executed ``wfi`` (nothing pending)."""
+        with self._cond:
+            return self._in_wfi
 
     @property
     def thread_alive(self) -> bool:
@@ -214,6 +244,7 @@ class UnicornVcpu(BackendVcpu):
             self._epoch += 1
             self._request_stop()
             self._cond.notify_all()
+        self._machine.lock.wake_waiters()  # it may be waiting for the lock this thread holds
         thread.join(JOIN_TIMEOUT)
         if thread.is_alive():
             raise BackendError(
@@ -257,6 +288,7 @@ class UnicornVcpu(BackendVcpu):
             self._epoch += 1
             self._request_stop()
             self._cond.notify_all()
+        self._machine.lock.wake_waiters()  # a call it was waiting to make is void now
 
     def power_off(self) -> None:
         """Stop executing (at the next block boundary); the thread then waits."""
@@ -266,6 +298,7 @@ class UnicornVcpu(BackendVcpu):
             self._epoch += 1
             self._request_stop()
             self._cond.notify_all()
+        self._machine.lock.wake_waiters()  # a call it was waiting to make is void now
 
     def kick(self) -> None:
         """The GIC may have an interrupt for this CPU: wake it from ``wfi`` or stop its run."""
@@ -302,6 +335,7 @@ class UnicornVcpu(BackendVcpu):
             return
         self.context = context
         self.thread_id = threading.get_native_id()
+        reduce_timer_slack()  # it sleeps until its guest's timer deadlines
         ready.set()
         try:
             self._loop()
@@ -317,14 +351,43 @@ class UnicornVcpu(BackendVcpu):
             return False
         return self._start is not None or not waiting_for_interrupt or self._kicked
 
+    def _wait_until_runnable(self, waiting_for_interrupt: bool) -> None:
+        """Sleep on the condition until the vCPU may run or must exit.
+
+        In ``wfi`` (and not paused) the thread also fires its own generic-timer
+        deadlines (:meth:`GenericTimer.sleep`): it wakes at the earliest one, and
+        raising the timer's line kicks it.
+        """
+        while True:
+            with self._cond:
+                if self._quit or self._may_run(waiting_for_interrupt):
+                    return
+                sleeping = waiting_for_interrupt and not self._paused
+                deadline = self.timer.sleep() if sleeping else None
+                self._in_wfi = waiting_for_interrupt
+                try:
+                    while not self._quit and not self._may_run(waiting_for_interrupt):
+                        if deadline is None or self._paused:
+                            self._cond.wait()
+                            continue
+                        remaining_ns = (deadline - counter()) * COUNTER_PERIOD_NS
+                        if remaining_ns <= 0:
+                            break
+                        self._cond.wait(remaining_ns / 1e9)
+                finally:
+                    self._in_wfi = False
+                    if sleeping:  # raising a due line kicks this vCPU; paused: nothing fires
+                        self.timer.wake(fire=not self._paused)
+
     def _loop(self) -> None:
         waiting_for_interrupt = False
         while True:
+            self._wait_until_runnable(waiting_for_interrupt)
             with self._cond:
-                while not self._quit and not self._may_run(waiting_for_interrupt):
-                    self._cond.wait()
                 if self._quit:
                     return
+                if not self._may_run(waiting_for_interrupt):
+                    continue  # changed between the wait and here
                 start, self._start = self._start, None
                 epoch = self._epoch
                 self._kicked = False
@@ -335,28 +398,24 @@ class UnicornVcpu(BackendVcpu):
                     self.engine.reset(*start)
                     self._last_taken = None
                     self._call_machine(epoch, self._machine.vcpu_started, self.index)
-                if waiting_for_interrupt:
-                    if not self._irq_line():
-                        continue  # a kick for someone else's benefit: sleep on
-                    waiting_for_interrupt = False
-                masked_irq = False
-                if self._irq_line():
-                    if self.engine.take_irq():
-                        self.irqs_taken += 1
-                    else:
-                        masked_irq = True
-                # WFI completes at once when an interrupt is pending, even a masked one.
-                waiting_for_interrupt = self._run(epoch, masked_irq) and not self._irq_line()
+                line = self._sync_irq_line()
+                if waiting_for_interrupt and not line:
+                    continue  # a kick for someone else's benefit: sleep on
+                # With the line up QEMU takes the interrupt as soon as PSTATE.I allows, and
+                # wfi completes at once; with it down a wfi ends the run.
+                waiting_for_interrupt = self._run(epoch)
             except _Aborted:
                 continue
 
-    def _run(self, epoch: int, masked_irq: bool = False) -> bool:
-        """Run the engine once; ``True`` if the run ended because the guest executed ``wfi``.
+    def _sync_irq_line(self) -> bool:
+        """Drive the engine's IRQ input from the GIC (own thread: between runs or in a hook)."""
+        line = self._irq_line()
+        self.engine.irq_line.set(line)
+        return line
 
-        ``masked_irq``: an interrupt is pending while ``PSTATE.I`` masks it. Nothing
-        reports the guest unmasking (``msr daifclr``, ``eret``), so such a run is
-        stopped again every :data:`~vcpuhp_tcg_unicorn.stops.RETRY_SECONDS` to look.
-        """
+    def _run(self, epoch: int) -> bool:
+        """Run the engine once; ``True`` if the run ended because the guest executed ``wfi``
+        (with no interrupt pending: otherwise ``wfi`` completes without ending the run)."""
         with self._cond:
             if (self._epoch != epoch or self._quit or self._paused or not self._powered
                     or self._kicked):
@@ -364,11 +423,10 @@ class UnicornVcpu(BackendVcpu):
             self._in_engine = True
             self._run_serial += 1
             self._run_epoch = epoch
-            serial = self._run_serial
-        if masked_irq and not self.slice_instructions:
-            self._retrier.watch(lambda: self._repeat_stop(serial))
         self._hook_stopped = False
         self._after_run = None
+        self._at_faulting_store = None
+        self._invalid_access = None
         error: BaseException | None = None
         try:
             self.engine.run(self.slice_instructions)
@@ -405,10 +463,13 @@ class UnicornVcpu(BackendVcpu):
 
     def _deliver_or_fault(self, epoch: int, error: BaseException) -> None:
         invalid, self._invalid_access = self._invalid_access, None
+        at_store, self._at_faulting_store = self._at_faulting_store, None
         if isinstance(error, UcError) and invalid is not None:
             access, addr, _size, pc = invalid
             fetching = access == unicorn_const.UC_MEM_FETCH_UNMAPPED
             writing = access == unicorn_const.UC_MEM_WRITE_UNMAPPED
+            if at_store is not None:
+                self.engine.restore(at_store)  # undo what ran after the store (registers)
             try:
                 self._take(external_abort(self.engine, fetching, writing, addr, pc))
                 return
@@ -481,9 +542,13 @@ class UnicornVcpu(BackendVcpu):
                 self._blocked_on_machine = True
                 self._cond.notify_all()
             try:
-                # Only while another thread holds the lock (it may be joining this one).
-                while not lock.acquire(timeout=LOCK_POLL):
-                    self._check_current(epoch)
+                # Another thread holds the lock and may be joining this one (eject): wait
+                # until it releases it, or until this vCPU is powered off or told to exit
+                # (those call wake_waiters). The flags are read without _cond on purpose:
+                # the check runs under the lock's own internal lock.
+                if not lock.acquire_unless(lambda: self._quit or (
+                        epoch is not None and self._epoch != epoch)):
+                    raise _Aborted
             finally:
                 with self._cond:
                     self._blocked_on_machine = False
@@ -524,21 +589,35 @@ class UnicornVcpu(BackendVcpu):
 
     def mmio_read(self, addr: int, size: int) -> int:
         """Guest MMIO read: the machine's device model answers."""
+        if self._at_faulting_store is not None:
+            return 0  # after a store to unbacked memory in this block: void
         return self._guest_access(0, self._machine.mmio_read, addr, size, self.index)
 
     def mmio_write(self, addr: int, size: int, value: int) -> None:
         """Guest MMIO write to the machine's device model."""
+        if self._at_faulting_store is not None:
+            return  # after a store to unbacked memory in this block: void
         self._guest_access(None, self._machine.mmio_write, addr, size, value, self.index)
+        if self.engine.irq_line.level:
+            self._sync_irq_line()  # e.g. a GIC write that disabled the pending interrupt
 
     def unmapped(self, access: int, addr: int, size: int) -> None:
         """Remember the access and its PC: the run ends and the guest gets an external abort.
 
-        Unicorn synced PC to the accessing instruction before this hook. A read ends
-        the run there; a write is skipped and the rest of its translation block still
-        runs before the run ends, so the abort names the store's PC but the
-        instructions after it in that block have executed (a known inexactness).
+        Unicorn synced PC and every register to the accessing instruction before
+        this hook. A read or fetch ends the run right there. A write is skipped and
+        the rest of its translation block still runs before the run ends (the check
+        that would end it at once is the one :mod:`~vcpuhp_tcg_unicorn.stops`
+        switches off); so the registers are saved here and put back before the
+        abort is taken, and the block's remaining MMIO accesses, system register
+        writes and exceptions are voided. Its remaining stores to RAM do happen:
+        that is the inexactness left (see the backend README).
         """
+        if self._invalid_access is not None:
+            return  # the first one is the abort; the rest of the block is void
         self._invalid_access = (access, addr, size, self.engine.pc)
+        if access == unicorn_const.UC_MEM_WRITE_UNMAPPED:
+            self._at_faulting_store = self.engine.snapshot()
 
     def sysreg_read(self, reg: Sysreg) -> int | None:
         """``CNT{V,P}_CTL_EL0`` with a live ``ISTATUS``; Unicorn answers the rest."""
@@ -549,11 +628,15 @@ class UnicornVcpu(BackendVcpu):
 
     def sysreg_write(self, reg: Sysreg, value: int) -> bool:
         """Timer writes arm the deadline; ``TVAL`` is stored as the ``CVAL`` it means."""
+        if self._at_faulting_store is not None:
+            return False  # void: no timer side effect (Unicorn's own copy is restored)
         timer = TIMER_SYSREGS.get(reg)
         if timer is None:
             return False
         which, register = timer
         cval = self.timer.write(which, register, value)
+        if self.engine.irq_line.level:
+            self._sync_irq_line()  # the timer's line fell (a rising one kicks this vCPU)
         if register == "tval":
             self.engine.uc.cpr_write(*_CVAL_REGISTERS[which], cval)
             return True
@@ -580,14 +663,22 @@ class UnicornVcpu(BackendVcpu):
         self._defer(lambda: self._take(exception))
 
     def exception(self, intno: int) -> None:
-        """Emulate ``hvc #0`` (PSCI) and ``ICC_*``; deliver other exceptions to the guest."""
+        """Emulate ``hvc`` (PSCI / SMCCC) and ``ICC_*``; deliver other exceptions to the guest.
+
+        Every ``hvc`` at EL1 is a call to the machine's firmware whatever its
+        immediate, as under QEMU ``virt`` and KVM: an unknown function returns
+        ``NOT_SUPPORTED`` (-1) in x0 rather than faulting.
+        """
         engine = self.engine
+        if self._at_faulting_store is not None:  # void: the store's abort comes first
+            self._hook_stopped = True
+            engine.stop_from_exception_hook()
+            return
         pc = engine.pc
         if intno == EXCP_UDEF:
             word = fetch(engine, pc)
             if word is not None and not engine.at_el0:
-                immediate = hvc_immediate(word)
-                if immediate == PSCI_IMMEDIATE:
+                if hvc_immediate(word) is not None:
                     self._hvc(pc, pc + 4)
                     return
                 access = decode_sysreg(word)
@@ -597,10 +688,7 @@ class UnicornVcpu(BackendVcpu):
             self._deliver(undefined(pc))
             return
         if intno == EXCP_HVC:  # a CPU model that traps HVC itself: PC is already past it
-            if hvc_immediate(fetch(engine, pc - 4) or 0) == PSCI_IMMEDIATE:
-                self._hvc(pc - 4, pc)
-            else:
-                self._deliver(undefined(pc - 4, "hvc (not the PSCI conduit)"))
+            self._hvc(pc - 4, pc)
             return
         exception = from_exception(engine, intno)
         if exception is None:
@@ -631,8 +719,10 @@ class UnicornVcpu(BackendVcpu):
         name = ICC_SYSREGS[access.encoding]
         engine = self.engine
         if access.read:
-            engine.set_x(access.rt, self._guest_access(0, self._machine.sysreg_read,
-                                                       self.index, name))
+            value = self._guest_access(0, self._machine.sysreg_read, self.index, name)
+            if name in _ACKNOWLEDGE_REGISTERS and value < _FIRST_SPECIAL_INTID:
+                self.irqs_taken += 1
+            engine.set_x(access.rt, value)
         else:
             self._guest_access(None, self._machine.sysreg_write, self.index, name,
                                engine.x(access.rt))
