@@ -35,10 +35,11 @@ TCG_UNICORN_GAP: Final = (
     "tcg-unicorn does not run Linux 6.12 yet: (1) its vCPUs' ID registers advertise SVE, "
     "SME and pointer authentication, but ZCR_EL1 and the pointer-auth key registers are "
     "undefined instructions (Oops in vec_probe_vqs at boot, kernel panic); (2) with "
-    "arm64.nosve arm64.nosme arm64.nopauth, CPU 1 stops taking interrupts (watchdog: hard "
-    "LOCKUP on cpu 1, RCU stalls); (3) with maxcpus=1 as well, the first user-space access "
-    "at 'Run /init' (LDTR) stops CPU 0: the backend takes the data abort for an MMIO access "
-    "it cannot decode instead of raising the guest's page fault"
+    "arm64.nosve arm64.nosme arm64.nopauth and two CPUs online, the boot stops making "
+    "progress after 'evm: HMAC attrs' (13 s of kernel time; nothing more in 5 minutes); "
+    "(3) with maxcpus=1 as well, the first user-space access at 'Run /init' (LDTR) stops "
+    "CPU 0: the backend takes the data abort for an MMIO access it cannot decode instead "
+    "of raising the guest's page fault"
 )
 
 
