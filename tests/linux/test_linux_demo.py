@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from linux_testlib import STEP_TIMEOUT, LinuxFiles, boot_timeout
+from linux_testlib import CONSOLE_LOGS, STEP_TIMEOUT, LinuxFiles, boot_timeout
 
 
 def test_the_linux_demo_prints_the_seed_transcript_from_linux(
@@ -19,7 +19,9 @@ def test_the_linux_demo_prints_the_seed_transcript_from_linux(
         stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
         timeout=boot_timeout(backend_name) + 5 * STEP_TIMEOUT)
     artifacts.mkdir(parents=True, exist_ok=True)
-    (artifacts / f"{backend_name}-demo.out").write_text(done.stdout + done.stderr)
+    log = artifacts / f"{backend_name}-demo.console.log"
+    log.write_text(done.stdout + done.stderr)
+    CONSOLE_LOGS.append(log)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     masks = [line.removeprefix("guest| ") for line in done.stdout.splitlines()
              if line.startswith("guest| possible ")]
