@@ -51,6 +51,7 @@ from typing import Any, Final, Protocol
 from vcpuhp.errors import BackendError
 from vcpuhp_tcg_unicorn.binding import UcError, arm64, unicorn
 from vcpuhp_tcg_unicorn.binding import const as unicorn_const
+from vcpuhp_tcg_unicorn.id_registers import presented_id_registers
 from vcpuhp_tcg_unicorn.irq_line import IrqLine
 from vcpuhp_tcg_unicorn.mmu import PSTATE_PAN, Regime
 from vcpuhp_tcg_unicorn.stops import enable_block_boundary_stops
@@ -63,7 +64,9 @@ PSTATE_EL1H: Final = 0b0101
 """``M[3:0]`` of EL1 using SP_EL1."""
 RESET_PSTATE: Final = PSTATE_DAIF | PSTATE_EL1H
 """How a vCPU starts (PSCI ``CPU_ON``, boot): EL1h, DAIF masked."""
+SCR_EL3_NS: Final = 1 << 0
 SCR_EL3_RW: Final = 1 << 10
+HCR_EL2_RW: Final = 1 << 31
 _SCTLR_SPAN: Final = 1 << 23
 _SCTLR_M: Final = 1 << 0
 NEVER: Final = 0xFFFF_FFFF_FFFF_FFFF
@@ -72,11 +75,13 @@ NEVER: Final = 0xFFFF_FFFF_FFFF_FFFF
 #: ``(op0, op1, CRn, CRm, op2)`` of registers reached through Unicorn's CP interface.
 Sysreg = tuple[int, int, int, int, int]
 _SCR_EL3: Final = (3, 6, 1, 1, 0)
+_HCR_EL2: Final = (3, 4, 1, 1, 0)
 _SPSR_EL1: Final = (3, 0, 4, 0, 0)
 _SCTLR_EL1: Final = (3, 0, 1, 0, 0)
 _TCR_EL1: Final = (3, 0, 2, 0, 2)
 _MPIDR_EL1: Final = (3, 0, 0, 0, 5)
 _ID_AA64MMFR1_EL1: Final = (3, 0, 0, 7, 1)
+_DCZID_EL0: Final = (3, 3, 0, 0, 7)
 
 #: Unicorn ``exception_index`` values the interrupt hook can see (QEMU ``EXCP_*``).
 EXCP_UDEF: Final = 1
@@ -231,7 +236,13 @@ class Engine:
             self.uc.hook_add(unicorn_const.UC_HOOK_MEM_INVALID, self._on_invalid_memory)
             self.tb_size = int(self.uc.ctl_get_tcg_buffer_size())
             self.has_pan = bool((self.uc.cpr_read(*_ID_AA64MMFR1_EL1) >> 20) & 0xF)
-            self.uc.cpr_write(*_SCR_EL3, self.uc.cpr_read(*_SCR_EL3) | SCR_EL3_RW)
+            self.dc_zva_bytes = 4 << (self.uc.cpr_read(*_DCZID_EL0) & 0xF)
+            """The block ``DC ZVA`` zeroes (``DCZID_EL0.BS``: log2 of its size in words)."""
+            # What the firmware of a machine without EL3 leaves: EL1 is AArch64 and Non-secure.
+            self.uc.cpr_write(*_SCR_EL3, self.uc.cpr_read(*_SCR_EL3) | SCR_EL3_RW | SCR_EL3_NS)
+            self.uc.cpr_write(*_HCR_EL2, self.uc.cpr_read(*_HCR_EL2) | HCR_EL2_RW)
+            self._presented = {**presented_id_registers(self.sysreg), _MPIDR_EL1: mpidr}
+            """Registers the MRS hook answers at EL1: the CPU as the machine presents it."""
             self.uc.reg_write(arm64.UC_ARM64_REG_PSTATE, RESET_PSTATE)
             self._reset_context = self.uc.context_save()
         except UcError as exc:
@@ -243,6 +254,7 @@ class Engine:
         if self.closed:
             raise BackendError(f"tcg-unicorn: engine #{self.id} is closed")
         self.mpidr = mpidr
+        self._presented[_MPIDR_EL1] = mpidr
         self._exits = exits
 
     def forget_translations(self) -> None:
@@ -287,7 +299,11 @@ class Engine:
     def _on_mrs(self, uc: Any, reg: int, cp: Any, _data: Any) -> int:
         key = (cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)
         try:
-            value = self.mpidr if key == _MPIDR_EL1 else self._exits.sysreg_read(key)
+            value = self._presented.get(key)
+            if value is None:
+                value = self._exits.sysreg_read(key)
+            elif self.at_el0:
+                return 0  # EL1 registers: UNDEFINED at EL0 (Unicorn raises it)
             if value is None:
                 return 0  # Unicorn's own register, or one it lacks (then it traps as UNDEFINED)
             if reg != arm64.UC_ARM64_REG_XZR:
