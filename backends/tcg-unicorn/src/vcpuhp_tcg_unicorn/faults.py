@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from vcpuhp.errors import GuestError
-from vcpuhp_tcg_unicorn.access import decode_access, mnemonic
+from vcpuhp_tcg_unicorn.access import MemoryAccess, decode_access, mnemonic
 from vcpuhp_tcg_unicorn.engine import (
     EXCP_BKPT,
     EXCP_DATA_ABORT,
@@ -20,7 +20,7 @@ from vcpuhp_tcg_unicorn.engine import (
     EXCP_SWI,
     Engine,
 )
-from vcpuhp_tcg_unicorn.mmu import Translation, walk
+from vcpuhp_tcg_unicorn.mmu import PSTATE_UAO, Translation, walk
 from vcpuhp_tcg_unicorn.syndrome import (
     FSC_SYNC_EXTERNAL,
     FSC_TRANSLATION,
@@ -41,12 +41,17 @@ class VcpuFault(GuestError):
     """The guest did something the backend cannot emulate or deliver; that vCPU stopped."""
 
 
-def translate(engine: Engine, va: int, *, write: bool = False,
-              execute: bool = False) -> Translation | None:
-    """``va`` through the guest's current EL1&0 translation (``None``: granule not modelled)."""
+def translate(engine: Engine, va: int, *, write: bool = False, execute: bool = False,
+              as_el0: bool | None = None) -> Translation | None:
+    """``va`` through the guest's current EL1&0 translation (``None``: granule not modelled).
+
+    Permissions are checked for the current EL, or for EL0 if ``as_el0`` (an unprivileged
+    access at EL1).
+    """
     if not engine.mmu_enabled:
         return Translation(va, None)  # the common case, without reading the other registers
-    return walk(engine.translation_regime(), va, el0=engine.at_el0, write=write,
+    el0 = engine.at_el0 if as_el0 is None else as_el0
+    return walk(engine.translation_regime(), va, el0=el0, write=write,
                 execute=execute, read_u64=engine.read_physical_u64)
 
 
@@ -93,17 +98,31 @@ def mmu_instruction_abort(engine: Engine, pc: int) -> SyncException:
     return instruction_abort(pc, from_el0=engine.at_el0, fsc=fsc)
 
 
-def mmu_data_abort(engine: Engine, pc: int) -> SyncException:
-    """The guest's MMU refused the access of the load/store at ``pc``."""
+def decode(engine: Engine, pc: int) -> MemoryAccess | None:
+    """The memory access the instruction at ``pc`` makes (``None``: unreadable or none)."""
     word = fetch(engine, pc)
-    access = decode_access(word, pc, engine.register_by_name) if word is not None else None
+    if word is None:
+        return None
+    return decode_access(word, pc, engine.register_by_name, dc_zva_bytes=engine.dc_zva_bytes)
+
+
+def mmu_data_abort(engine: Engine, pc: int) -> SyncException:
+    """The guest's MMU refused the access of the load/store at ``pc``.
+
+    An unprivileged load/store (``LDTR``/``STTR``) at EL1 is checked with EL0's
+    permissions (unless ``PSTATE.UAO``) and without PAN; the exception is still
+    taken from EL1.
+    """
+    access = decode(engine, pc)
     if access is None:
+        word = fetch(engine, pc)
         text = mnemonic(word) if word is not None else "an unreadable instruction"
         raise VcpuFault(f"data abort at pc {pc:#x} on {text}: not a load or store")
     el0 = engine.at_el0
+    as_el0 = el0 or (access.unprivileged and not engine.pstate & PSTATE_UAO)
     va, fsc = access.address, FSC_TRANSLATION
     for candidate in (va, (va | (PAGE - 1)) + 1):  # the first page, or the next it spills to
-        result = translate(engine, candidate, write=access.write)
+        result = translate(engine, candidate, write=access.write, as_el0=as_el0)
         if result is not None and result.fsc is not None:
             va = max(candidate, va)
             fsc = result.fsc
@@ -119,8 +138,7 @@ def external_abort(engine: Engine, fetch_access: bool, write: bool,
         return instruction_abort(pc, from_el0=el0, fsc=FSC_SYNC_EXTERNAL)
     va = physical
     if engine.translation_regime().mmu_enabled:
-        word = fetch(engine, pc)
-        access = decode_access(word, pc, engine.register_by_name) if word is not None else None
+        access = decode(engine, pc)
         if access is not None:
             va = access.address
             if (va & (PAGE - 1)) > (physical & (PAGE - 1)):
@@ -130,6 +148,6 @@ def external_abort(engine: Engine, fetch_access: bool, write: bool,
 
 
 __all__ = [
-    "VcpuFault", "external_abort", "fetch", "from_exception", "mmu_data_abort",
+    "VcpuFault", "decode", "external_abort", "fetch", "from_exception", "mmu_data_abort",
     "mmu_instruction_abort", "translate",
 ]

@@ -23,6 +23,7 @@ _OA_MASK: Final = 0x0000_FFFF_FFFF_F000
 _SCTLR_M: Final = 1 << 0
 _SCTLR_WXN: Final = 1 << 19
 PSTATE_PAN: Final = 1 << 22
+PSTATE_UAO: Final = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -118,4 +119,4 @@ def walk(regime: Regime, va: int, *, el0: bool, write: bool, execute: bool,
     return Translation((descriptor & _OA_MASK & ~page_mask) | (va & page_mask), None)
 
 
-__all__ = ["PSTATE_PAN", "ReadU64", "Regime", "Translation", "walk"]
+__all__ = ["PSTATE_PAN", "PSTATE_UAO", "ReadU64", "Regime", "Translation", "walk"]
