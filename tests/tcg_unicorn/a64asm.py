@@ -148,7 +148,76 @@ def mov_sp(rn: int) -> int:
 
 
 DSB_SY = 0xD5033F9F
+DSB_ISH = 0xD5033B9F
+DSB_ISHST = 0xD5033A9F
 TLBI_VMALLE1 = 0xD508871F
+RET = 0xD65F03C0
+
+
+def sys(op1: int, crn: int, crm: int, op2: int, rt: int) -> int:
+    """``sys #op1, Cn, Cm, #op2, xt`` (cache, TLB and address-translation maintenance)."""
+    return 0xD5080000 | op1 << 16 | crn << 12 | crm << 8 | op2 << 5 | rt
+
+
+def ic_ivau(rt: int) -> int:
+    """``ic ivau, xt``."""
+    return sys(3, 7, 5, 1, rt)
+
+
+def dc_cvau(rt: int) -> int:
+    """``dc cvau, xt``."""
+    return sys(3, 7, 11, 1, rt)
+
+
+def dc_zva(rt: int) -> int:
+    """``dc zva, xt``."""
+    return sys(3, 7, 4, 1, rt)
+
+
+def tlbi_vae1is(rt: int) -> int:
+    """``tlbi vae1is, xt`` (xt: the page number, VA >> 12)."""
+    return sys(0, 8, 3, 1, rt)
+
+
+def tlbi_vae1(rt: int) -> int:
+    """``tlbi vae1, xt``: this PE only."""
+    return sys(0, 8, 7, 1, rt)
+
+
+def _imm9(offset: int) -> int:
+    if not -256 <= offset < 256:
+        raise ValueError(f"offset {offset} does not fit a signed 9-bit immediate")
+    return (offset & 0x1FF) << 12
+
+
+def ldtr(rt: int, rn: int, offset: int = 0) -> int:
+    """``ldtr xt, [xn, #offset]``: an unprivileged load (EL0's permissions at EL1)."""
+    return 0xF8400800 | _imm9(offset) | rn << 5 | rt
+
+
+def sttr(rt: int, rn: int, offset: int = 0) -> int:
+    """``sttr xt, [xn, #offset]``: an unprivileged store."""
+    return 0xF8000800 | _imm9(offset) | rn << 5 | rt
+
+
+def ldur(rt: int, rn: int, offset: int) -> int:
+    """``ldur xt, [xn, #offset]`` (unscaled, signed offset)."""
+    return 0xF8400000 | _imm9(offset) | rn << 5 | rt
+
+
+def str_post(rt: int, rn: int, offset: int) -> int:
+    """``str xt, [xn], #offset`` (post-index)."""
+    return 0xF8000400 | _imm9(offset) | rn << 5 | rt
+
+
+def ldp_pre(rt: int, rt2: int, rn: int, offset: int) -> int:
+    """``ldp xt, xt2, [xn, #offset]!`` (pre-index; ``offset`` a multiple of 8)."""
+    return 0xA9C00000 | ((offset // 8) & 0x7F) << 15 | rt2 << 10 | rn << 5 | rt
+
+
+def ldr_lsl3(rt: int, rn: int, rm: int) -> int:
+    """``ldr xt, [xn, xm, lsl #3]`` (register offset)."""
+    return 0xF8607800 | rm << 16 | rn << 5 | rt
 
 VBAR_EL1 = (3, 0, 12, 0, 0)
 MPIDR_EL1 = (3, 0, 0, 0, 5)
@@ -215,6 +284,10 @@ class Program:
     def cbnz(self, rt: int, name: str) -> Program:
         """``cbnz xt, label``."""
         return self._branch(name, lambda off: 0xB5000000 | (off & 0x7FFFF) << 5 | rt)
+
+    def cbz(self, rt: int, name: str) -> Program:
+        """``cbz xt, label``."""
+        return self._branch(name, lambda off: 0xB4000000 | (off & 0x7FFFF) << 5 | rt)
 
     def quad(self, value: int | Callable[[Program], int]) -> Program:
         """A 64-bit little-endian data word (a callable is given the program, to use labels)."""

@@ -102,6 +102,20 @@ def test_test_assembler_matches_gnu_as(tmp_path: Path) -> None:
         "mov sp, x3": a.mov_sp(3),
         "dsb sy": a.DSB_SY,
         "tlbi vmalle1": a.TLBI_VMALLE1,
+        "dsb ish": a.DSB_ISH,
+        "dsb ishst": a.DSB_ISHST,
+        "ret": a.RET,
+        "ic ivau, x19": a.ic_ivau(19),
+        "dc cvau, x19": a.dc_cvau(19),
+        "dc zva, x1": a.dc_zva(1),
+        "tlbi vae1is, x1": a.tlbi_vae1is(1),
+        "tlbi vae1, x1": a.tlbi_vae1(1),
+        "ldtr x2, [x1, #8]": a.ldtr(2, 1, 8),
+        "sttr x2, [x1]": a.sttr(2, 1),
+        "ldur x2, [x1, #-8]": a.ldur(2, 1, -8),
+        "str x2, [x1], #16": a.str_post(2, 1, 16),
+        "ldp x2, x3, [x1, #16]!": a.ldp_pre(2, 3, 1, 16),
+        "ldr x2, [x1, x4, lsl #3]": a.ldr_lsl3(2, 1, 4),
     }
     source = tmp_path / "t.s"
     source.write_text("".join(f"{line}\n" for line in cases))

@@ -53,6 +53,7 @@ from vcpuhp.backend import AcceleratorBackend, BackendCapabilities, BackendVcpu,
 from vcpuhp.errors import BackendError, ConfigError
 from vcpuhp.topology import CpuSlot
 from vcpuhp_tcg_unicorn import binding
+from vcpuhp_tcg_unicorn.coherence import CoherenceDomain
 from vcpuhp_tcg_unicorn.engine import CPU_MODELS, Engine, RamMapping, UnboundExits
 from vcpuhp_tcg_unicorn.pool import TranslationContextPool
 from vcpuhp_tcg_unicorn.stops import StopRetrier
@@ -151,6 +152,7 @@ class UnicornBackend(AcceleratorBackend):
         self.tb_size, self.slice_instructions, self.block_stops = parse_options(self.options)
         self.timers = TimerService()
         self.retrier = StopRetrier()
+        self.coherence = CoherenceDomain()
         self.vcpus: dict[int, UnicornVcpu] = {}
         self.pool: TranslationContextPool | None = None
         self._ram: RamMapping | None = None
@@ -167,6 +169,7 @@ class UnicornBackend(AcceleratorBackend):
         self._retired_faults = 0
         self._retired_exceptions = 0
         self._retired_stops = 0
+        self._retired_maintenance = 0
 
     @classmethod
     def viability(cls) -> Viability:
@@ -237,12 +240,14 @@ class UnicornBackend(AcceleratorBackend):
                                ram=self._ram, mmio=self._mmio,
                                timers=self.timers, retrier=self.retrier,
                                slice_instructions=self.slice_instructions,
-                               async_stops=self.block_stops, spare=spare)
+                               async_stops=self.block_stops, spare=spare,
+                               coherence=self.coherence)
         except BaseException:
             if spare is not None:
                 self._spares.append(spare)
             raise
         self.vcpus[slot.index] = vcpu
+        self.coherence.join(vcpu.engine.maintenance, vcpu.stop_running)
         if spare is None:
             self.total_engines_created += 1
         else:
@@ -272,6 +277,7 @@ class UnicornBackend(AcceleratorBackend):
         own = self._own(vcpu)
         if own.thread is not None:
             raise BackendError(f"tcg-unicorn: CPU {own.index} still has a thread; unrealize first")
+        self.coherence.leave(own.engine.maintenance)
         if len(self._spares) < SPARE_ENGINES and not self._closing:
             own.engine.forget_translations()  # another engine may have changed that code
             own.engine.rebind(mpidr=0, exits=UnboundExits())
@@ -283,6 +289,7 @@ class UnicornBackend(AcceleratorBackend):
         self._retired_faults += own.faults
         self._retired_exceptions += own.exceptions_taken
         self._retired_stops += own.stops_requested
+        self._retired_maintenance += own.maintenance_done
         del self.vcpus[own.index]
 
     def power_on(self, vcpu: BackendVcpu, entry_point: int, args: Sequence[int]) -> None:
@@ -342,6 +349,10 @@ class UnicornBackend(AcceleratorBackend):
             + sum(v.exceptions_taken for v in vcpus),
             "total_stops_requested": self._retired_stops + sum(v.stops_requested for v in vcpus),
             "total_stop_retries": self.retrier.retries,
+            "total_maintenance": self._retired_maintenance
+            + sum(v.maintenance_done for v in vcpus),
+            "total_maintenance_broadcasts": self.coherence.broadcasts,
+            "total_code_flushes_spared": self.coherence.code_flushes_spared,
             "total_timer_expiries": self.timers.fired,
         }
 

@@ -74,3 +74,32 @@ def encode_sysreg(read: bool, op0: int, op1: int, crn: int, crm: int, op2: int, 
         raise ValueError(f"op0 {op0} is not 2 or 3 (MRS/MSR register form)")
     return (_SYSREG_MATCH | (int(read) << 21) | ((op0 - 2) << 19) | (op1 << 16) | (crn << 12)
             | (crm << 8) | (op2 << 5) | rt)
+
+
+_SYSTEM_MASK: Final = 0xFFF8_0000
+_SYSTEM_MATCH: Final = 0xD508_0000
+"""``SYS``: ``1101010100 0 01 op1 CRn CRm op2 Rt`` (op0 = 1)."""
+
+
+@dataclass(frozen=True)
+class SystemInstruction:
+    """A decoded ``SYS`` instruction (op0 = 1): cache, TLB and address-translation operations."""
+
+    op1: int
+    crn: int
+    crm: int
+    op2: int
+    rt: int
+
+    @property
+    def encoding(self) -> tuple[int, int, int, int]:
+        """``(op1, CRn, CRm, op2)``."""
+        return (self.op1, self.crn, self.crm, self.op2)
+
+
+def decode_system(word: int) -> SystemInstruction | None:
+    """Decode a ``SYS`` instruction (``IC``, ``DC``, ``TLBI``, ``AT``); ``None`` otherwise."""
+    if word & _SYSTEM_MASK != _SYSTEM_MATCH:
+        return None
+    return SystemInstruction(op1=word >> 16 & 0x7, crn=word >> 12 & 0xF, crm=word >> 8 & 0xF,
+                             op2=word >> 5 & 0x7, rt=word & 0x1F)

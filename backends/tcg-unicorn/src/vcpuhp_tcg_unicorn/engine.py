@@ -51,7 +51,8 @@ from typing import Any, Final, Protocol
 from vcpuhp.errors import BackendError
 from vcpuhp_tcg_unicorn.binding import UcError, arm64, unicorn
 from vcpuhp_tcg_unicorn.binding import const as unicorn_const
-from vcpuhp_tcg_unicorn.id_registers import presented_id_registers
+from vcpuhp_tcg_unicorn.coherence import Maintenance, MaintenanceInbox
+from vcpuhp_tcg_unicorn.id_registers import EL0_READABLE, presented_id_registers
 from vcpuhp_tcg_unicorn.irq_line import IrqLine
 from vcpuhp_tcg_unicorn.mmu import PSTATE_PAN, Regime
 from vcpuhp_tcg_unicorn.stops import enable_block_boundary_stops
@@ -67,7 +68,12 @@ RESET_PSTATE: Final = PSTATE_DAIF | PSTATE_EL1H
 SCR_EL3_NS: Final = 1 << 0
 SCR_EL3_RW: Final = 1 << 10
 HCR_EL2_RW: Final = 1 << 31
+HCR_EL2_TPU: Final = 1 << 24
+"""Trap cache maintenance to the Point of Unification (IC, DC CVAU) to EL2: see coherence."""
+HCR_EL2_TTLB: Final = 1 << 25
+"""Trap TLB maintenance to EL2: see :mod:`~vcpuhp_tcg_unicorn.coherence`."""
 _SCTLR_SPAN: Final = 1 << 23
+_SCTLR_UCT: Final = 1 << 15
 _SCTLR_M: Final = 1 << 0
 NEVER: Final = 0xFFFF_FFFF_FFFF_FFFF
 """``until`` address of ``emu_start``: never reached (not 4-byte aligned)."""
@@ -240,7 +246,12 @@ class Engine:
             """The block ``DC ZVA`` zeroes (``DCZID_EL0.BS``: log2 of its size in words)."""
             # What the firmware of a machine without EL3 leaves: EL1 is AArch64 and Non-secure.
             self.uc.cpr_write(*_SCR_EL3, self.uc.cpr_read(*_SCR_EL3) | SCR_EL3_RW | SCR_EL3_NS)
-            self.uc.cpr_write(*_HCR_EL2, self.uc.cpr_read(*_HCR_EL2) | HCR_EL2_RW)
+            # No EL2 either, but its traps bring TLB and PoU cache maintenance to the
+            # backend, which makes them reach every engine (coherence).
+            self.uc.cpr_write(*_HCR_EL2, self.uc.cpr_read(*_HCR_EL2) | HCR_EL2_RW | HCR_EL2_TPU
+                              | HCR_EL2_TTLB)
+            self.maintenance = MaintenanceInbox()
+            """TLB and code maintenance other engines (and this one) posted for the next run."""
             self._presented = {**presented_id_registers(self.sysreg), _MPIDR_EL1: mpidr}
             """Registers the MRS hook answers at EL1: the CPU as the machine presents it."""
             self.uc.reg_write(arm64.UC_ARM64_REG_PSTATE, RESET_PSTATE)
@@ -258,13 +269,26 @@ class Engine:
         self._exits = exits
 
     def forget_translations(self) -> None:
-        """Drop every translated block (``UC_CTL_TB_FLUSH``).
+        """Drop every translated block and cached translation (``UC_CTL_TB_FLUSH``, ``_TLB_FLUSH``).
 
-        Each engine caches the code it translated and sees only its own writes to
-        it; a spare engine must not bring back translations of code that another
-        CPU may have rewritten since.
+        Each engine caches the code it translated and the page tables it walked, and
+        sees only its own changes to them; a spare engine must not bring back
+        translations of code or tables that another CPU may have rewritten since.
         """
+        self.maintenance.take()  # all of it is done here
         self.uc.ctl_flush_tb()
+        self.flush_tlb()
+
+    def flush_tlb(self) -> None:
+        """Drop every cached translation of the guest's page tables (``UC_CTL_TLB_FLUSH``)."""
+        self.uc.ctl(unicorn_const.UC_CTL_TLB_FLUSH, unicorn_const.UC_CTL_IO_WRITE)
+
+    def _apply_maintenance(self) -> None:
+        work = self.maintenance.take()
+        if work & Maintenance.TLB:
+            self.flush_tlb()
+        if work & Maintenance.CODE:
+            self.uc.ctl_flush_tb()
 
     # -- hooks (run on the vCPU thread, inside run()) -------------------------------------
 
@@ -302,8 +326,8 @@ class Engine:
             value = self._presented.get(key)
             if value is None:
                 value = self._exits.sysreg_read(key)
-            elif self.at_el0:
-                return 0  # EL1 registers: UNDEFINED at EL0 (Unicorn raises it)
+            elif self.at_el0 and not (key in EL0_READABLE and self.sysreg(_SCTLR_EL1) & _SCTLR_UCT):
+                return 0  # UNDEFINED or trapped at EL0: Unicorn raises it
             if value is None:
                 return 0  # Unicorn's own register, or one it lacks (then it traps as UNDEFINED)
             if reg != arm64.UC_ARM64_REG_XZR:
@@ -340,9 +364,12 @@ class Engine:
         raised here; so is Unicorn's ``UcError`` for an unbacked access.
         """
         self._hook_error = None
+        self._apply_maintenance()
+        self.maintenance.begin_run()
         try:
             self.uc.emu_start(self.pc, NEVER, 0, max_instructions)
         finally:
+            self.maintenance.end_run()
             error, self._hook_error = self._hook_error, None
         if error is not None:
             raise error

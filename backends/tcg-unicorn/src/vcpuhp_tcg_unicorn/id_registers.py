@@ -24,6 +24,17 @@ What the ``max`` model loses, and why:
   ``retaa``) are not made UNDEFINED (Unicorn decodes them by its own view
   of the CPU), a known divergence no guest that reads the ID registers meets.
 
+What every model gains:
+
+* **``CTR_EL0.IDC``** (no data cache clean to the Point of Unification is
+  needed for instruction-to-data coherence): true of the emulation, which has
+  no data cache, and it spares the guest a ``DC CVAU`` per cache line before
+  each ``IC IVAU`` -- both trap to the backend (see
+  :mod:`~vcpuhp_tcg_unicorn.coherence`). ``DIC`` stays 0: each engine keeps
+  its own translations, so ``IC IVAU`` is what tells the others that code
+  changed. ``CTR_EL0`` is also readable at EL0 when ``SCTLR_EL1.UCT`` allows
+  it, and reads the same there.
+
 Every engine of a machine has the same model, so every CPU -- cold-booted or
 hot-plugged -- presents the same features (Linux refuses a secondary CPU
 whose features differ from the boot CPU's).
@@ -41,6 +52,9 @@ Sysreg = tuple[int, int, int, int, int]
 ID_AA64PFR0_EL1: Final = (3, 0, 0, 4, 0)
 ID_AA64ISAR1_EL1: Final = (3, 0, 0, 6, 1)
 ID_PFR1_EL1: Final = (3, 0, 0, 1, 1)
+CTR_EL0: Final = (3, 3, 0, 0, 1)
+EL0_READABLE: Final = frozenset({CTR_EL0})
+"""Of the registers presented, those EL0 may read (when ``SCTLR_EL1.UCT`` is set)."""
 
 
 @dataclass(frozen=True)
@@ -53,10 +67,12 @@ class PresentedField:
     shift: int
     value: int
     why: str
+    width: int = 4
 
     def apply(self, register_value: int) -> int:
         """``register_value`` with this field set to :attr:`value`."""
-        return (register_value & ~(0xF << self.shift)) | (self.value << self.shift)
+        mask = ((1 << self.width) - 1) << self.shift
+        return (register_value & ~mask) | (self.value << self.shift)
 
 
 PRESENTED: Final = (
@@ -82,6 +98,8 @@ PRESENTED: Final = (
                    "no EL2 (the AArch32 view)"),
     PresentedField(ID_PFR1_EL1, "ID_PFR1_EL1", "GIC", 28, 1,
                    "the GICv3 CPU interface system registers (the AArch32 view)"),
+    PresentedField(CTR_EL0, "CTR_EL0", "IDC", 28, 1,
+                   "no data cache: IC IVAU needs no DC CVAU before it", width=1),
 )
 """Every field the machine presents differently from Unicorn's CPU model."""
 
@@ -100,5 +118,5 @@ def presented_id_registers(read: Callable[[Sysreg], int]) -> Mapping[Sysreg, int
     return values
 
 
-__all__ = ["ID_AA64ISAR1_EL1", "ID_AA64PFR0_EL1", "ID_PFR1_EL1", "PRESENTED", "PresentedField",
-           "Sysreg", "presented_id_registers"]
+__all__ = ["CTR_EL0", "EL0_READABLE", "ID_AA64ISAR1_EL1", "ID_AA64PFR0_EL1", "ID_PFR1_EL1",
+           "PRESENTED", "PresentedField", "Sysreg", "presented_id_registers"]

@@ -66,7 +66,14 @@ from vcpuhp.psci import to_register
 from vcpuhp.topology import CpuSlot
 from vcpuhp_tcg_unicorn.binding import UcError
 from vcpuhp_tcg_unicorn.binding import const as unicorn_const
-from vcpuhp_tcg_unicorn.decode import WFI, SysregAccess, decode_sysreg, hvc_immediate
+from vcpuhp_tcg_unicorn.coherence import CoherenceDomain, maintenance_for
+from vcpuhp_tcg_unicorn.decode import (
+    WFI,
+    SysregAccess,
+    decode_sysreg,
+    decode_system,
+    hvc_immediate,
+)
 from vcpuhp_tcg_unicorn.engine import (
     EXCEPTION_NAMES,
     EXCP_HVC,
@@ -100,6 +107,9 @@ available (about a millisecond): then the latency of interrupts, pause and
 power-off for a busy vCPU."""
 JOIN_TIMEOUT: Final = 10.0
 _CVAL_REGISTERS: Final = {0: (3, 3, 14, 3, 2), 1: (3, 3, 14, 2, 2)}
+_SCTLR_EL1: Final = (3, 0, 1, 0, 0)
+_SCTLR_UCI: Final = 1 << 26
+"""``SCTLR_EL1.UCI``: EL0 may execute ``IC IVAU`` and ``DC CVAU`` (and other DC ops)."""
 _EOI_REGISTERS: Final = frozenset({"ICC_EOIR1_EL1", "ICC_DIR_EL1"})
 _ACKNOWLEDGE_REGISTERS: Final = frozenset({"ICC_IAR1_EL1", "ICC_IAR0_EL1"})
 _FIRST_SPECIAL_INTID: Final = 1020
@@ -144,8 +154,10 @@ class UnicornVcpu(BackendVcpu):
         slice_instructions: int = DEFAULT_SLICE,
         async_stops: bool = True,
         spare: Engine | None = None,
+        coherence: CoherenceDomain | None = None,
     ) -> None:
         super().__init__(slot)
+        self._coherence = coherence if coherence is not None else CoherenceDomain()
         self._machine = machine
         self._pool = pool
         self._retrier = retrier
@@ -189,6 +201,8 @@ class UnicornVcpu(BackendVcpu):
         self.exceptions_taken = 0
         self.faults = 0
         self.stops_requested = 0
+        self.maintenance_done = 0
+        """TLB and cache maintenance instructions emulated (see the coherence module)."""
 
     @property
     def index(self) -> int:
@@ -306,6 +320,12 @@ class UnicornVcpu(BackendVcpu):
             self._kicked = True
             self._request_stop()
             self._cond.notify_all()
+
+    def stop_running(self) -> None:
+        """End the current run at its next block boundary, if the engine is running guest
+        code; a vCPU in ``wfi`` or powered off is left as it is (coherence maintenance)."""
+        with self._cond:
+            self._request_stop()
 
     def set_paused(self, paused: bool) -> None:
         """Hold the vCPU at its next block boundary or machine call (``True``), or let it go."""
@@ -685,6 +705,8 @@ class UnicornVcpu(BackendVcpu):
                 if access is not None and access.encoding in ICC_SYSREGS:
                     self._icc(access, pc)
                     return
+            if word is not None and self._maintain(word, pc):
+                return
             self._deliver(undefined(pc))
             return
         if intno == EXCP_HVC:  # a CPU model that traps HVC itself: PC is already past it
@@ -714,6 +736,27 @@ class UnicornVcpu(BackendVcpu):
             return
         engine.set_x(0, to_register(result))
         self._resume_at(next_pc)
+
+    def _maintain(self, word: int, pc: int) -> bool:
+        """TLB or PoU cache maintenance that the engine traps (see the coherence module):
+        perform it for every engine it concerns; ``False`` if ``word`` is none of it."""
+        instruction = decode_system(word)
+        if instruction is None:
+            return False
+        engine = self.engine
+        at_el0 = engine.at_el0
+        uci = at_el0 and bool(engine.sysreg(_SCTLR_EL1) & _SCTLR_UCI)
+        found = maintenance_for(instruction, el0=at_el0, uci=uci)
+        if found is None:
+            return False
+        work, broadcast = found
+        if broadcast:
+            self._coherence.broadcast(engine.maintenance, work)
+        elif work:
+            engine.maintenance.post(work)
+        self.maintenance_done += 1
+        self._resume_at(pc + 4)  # the engine applies its own share before it runs on
+        return True
 
     def _icc(self, access: SysregAccess, pc: int) -> None:
         name = ICC_SYSREGS[access.encoding]
