@@ -269,9 +269,7 @@ def mmu_guest() -> ExceptionGuest:
     }
     p = a.Program(BASE)
     _prologue(p)
-    p(a.mov64(3, MAIR), a.msr(*a.MAIR_EL1, 3), a.mov64(3, TCR), a.msr(*a.TCR_EL1, 3))
-    p(a.mov64(3, L1_TABLE), a.msr(*a.TTBR0_EL1, 3), a.ISB, a.TLBI_VMALLE1, a.DSB_SY, a.ISB)
-    p(a.mov64(3, SCTLR_MMU_ON), a.msr(*a.SCTLR_EL1, 3), a.ISB)
+    mmu_on(p)
     faulting: dict[str, int] = {}
     expected: dict[str, Expected] = {}
     for n, (name, (address, insns, after, want)) in enumerate(el1.items()):
@@ -296,10 +294,69 @@ def mmu_guest() -> ExceptionGuest:
         faulting[name] = p.base + 4 * len(p.words)
         p(insn).label(f"el0spin{n}").b(f"el0spin{n}")
     p.label(f"el0code{len(el0)}")(a.blr(1)).label("el0spin_fetch").b("el0spin_fetch")
+    place_page_tables(p)
+    return ExceptionGuest(p, faulting, expected)
+
+
+def mmu_on(p: a.Program) -> None:
+    """Turn this CPU's MMU on with :func:`page_tables` (placed by :func:`place_page_tables`)."""
+    p(a.mov64(3, MAIR), a.msr(*a.MAIR_EL1, 3), a.mov64(3, TCR), a.msr(*a.TCR_EL1, 3))
+    p(a.mov64(3, L1_TABLE), a.msr(*a.TTBR0_EL1, 3), a.ISB, a.TLBI_VMALLE1, a.DSB_SY, a.ISB)
+    p(a.mov64(3, SCTLR_MMU_ON), a.msr(*a.SCTLR_EL1, 3), a.ISB)
+
+
+def place_page_tables(p: a.Program) -> None:
+    """Pad ``p`` to the tables' addresses and put :func:`page_tables` there."""
     for table, descriptors in sorted(page_tables().items()):
         p.pad_to(table)
         for descriptor in descriptors:
             p.quad(descriptor)
+
+
+DC_ZVA_BLOCK = 64
+"""``DCZID_EL0`` block size of every CPU model the tests use (and of QEMU ``-cpu max``)."""
+
+
+def access_guest() -> ExceptionGuest:
+    """With the MMU on, data aborts on the load/store forms whose address the backend must
+    decode itself for ``FAR_EL1`` (offsets, index modes, pairs, ``DC ZVA``), and the
+    unprivileged ``LDTR``/``STTR`` at EL1, which the MMU checks with EL0's permissions."""
+    el1: dict[str, tuple[list[int], list[int], Expected]] = {
+        "LDTR at EL1 of a privileged page": (
+            a.mov64(1, PRIVILEGED_PAGE), [a.ldtr(2, 1, 8)],
+            Expected(0x9600_000F, True, PRIVILEGED_PAGE + 8, 4, MODE_EL1H)),
+        "STTR at EL1 to a page EL0 may only read": (
+            a.mov64(1, EL0_CODE_PAGE + 0x800), [a.sttr(2, 1)],
+            Expected(0x9600_004F, True, EL0_CODE_PAGE + 0x800, 4, MODE_EL1H)),
+        "LDTR at EL1, no level-3 entry": (
+            a.mov64(1, UNMAPPED_PAGE), [a.ldtr(2, 1, 0x18)],
+            Expected(0x9600_0007, True, UNMAPPED_PAGE + 0x18, 4, MODE_EL1H)),
+        "LDUR with a negative offset": (
+            a.mov64(1, UNMAPPED_PAGE + 0x20), [a.ldur(2, 1, -8)],
+            Expected(0x9600_0007, True, UNMAPPED_PAGE + 0x18, 4, MODE_EL1H)),
+        "STR post-index": (
+            a.mov64(1, UNMAPPED_PAGE + 0x30), [a.str_post(2, 1, 16)],
+            Expected(0x9600_0047, True, UNMAPPED_PAGE + 0x30, 4, MODE_EL1H)),
+        "LDP pre-index": (
+            a.mov64(1, UNMAPPED_PAGE + 0x40), [a.ldp_pre(2, 3, 1, 16)],
+            Expected(0x9600_0007, True, UNMAPPED_PAGE + 0x50, 4, MODE_EL1H)),
+        "LDR register offset, LSL 3": (
+            [*a.mov64(1, UNMAPPED_PAGE + 0x60), *a.mov64(4, 3)], [a.ldr_lsl3(2, 1, 4)],
+            Expected(0x9600_0007, True, UNMAPPED_PAGE + 0x78, 4, MODE_EL1H)),
+        "DC ZVA, no level-3 entry": (
+            a.mov64(1, UNMAPPED_PAGE + 2 * DC_ZVA_BLOCK), [a.dc_zva(1)],
+            Expected(0x9600_0047, True, UNMAPPED_PAGE + 2 * DC_ZVA_BLOCK, 4, MODE_EL1H)),
+    }
+    p = a.Program(BASE)
+    _prologue(p)
+    mmu_on(p)
+    faulting: dict[str, int] = {}
+    expected: dict[str, Expected] = {}
+    for n, (name, (setup, insns, want)) in enumerate(el1.items()):
+        _el1_case(p, n, name, setup, insns, [], faulting)
+        expected[name] = want
+    _epilogue_and_vectors(p)
+    place_page_tables(p)
     return ExceptionGuest(p, faulting, expected)
 
 
@@ -319,7 +376,7 @@ def check(guest: ExceptionGuest, records: list[Record]) -> dict[str, str]:
 
 
 __all__ = [
-    "DONE", "DONE_MAGIC", "HVC_CALLS", "HVC_RESULTS", "HVC_RETURNS", "RECORDS", "RECORD_SIZE",
-    "UNBACKED", "ExceptionGuest", "Expected", "Record", "check", "exception_guest", "mmu_guest",
-    "page_tables", "read_records",
+    "DC_ZVA_BLOCK", "DONE", "DONE_MAGIC", "HVC_CALLS", "HVC_RESULTS", "HVC_RETURNS", "RECORDS",
+    "RECORD_SIZE", "UNBACKED", "ExceptionGuest", "Expected", "Record", "access_guest", "check",
+    "exception_guest", "mmu_guest", "mmu_on", "page_tables", "place_page_tables", "read_records",
 ]

@@ -25,6 +25,7 @@ from exception_guests import (  # noqa: E402
     HVC_RETURNS,
     UNBACKED,
     ExceptionGuest,
+    access_guest,
     check,
     exception_guest,
     mmu_guest,
@@ -131,3 +132,11 @@ def test_a_store_to_unbacked_memory_aborts_with_the_registers_as_at_the_store(
     assert read_u64(machine, RESULTS + 0x110) == 5, "x3 as it was at the store"
     machine.events.flush()
     assert "Z" not in machine.console, "a UART write after the store reached the device"
+
+
+def test_loads_and_stores_fault_with_the_address_they_access_and_ldtr_checks_el0_rights(
+    unicorn_machine: MakeMachine, tmp_path: Path
+) -> None:
+    # The backend decodes each form itself for FAR_EL1, and walks the tables with EL0's
+    # permissions for LDTR/STTR at EL1 (a privileged page faults, as on hardware).
+    assert run_guest(unicorn_machine, tmp_path, access_guest())[1] == []

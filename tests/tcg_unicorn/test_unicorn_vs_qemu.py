@@ -28,6 +28,7 @@ from exception_guests import (  # noqa: E402
     HVC_RETURNS,
     ExceptionGuest,
     Record,
+    access_guest,
     check,
     exception_guest,
     mmu_guest,
@@ -78,7 +79,8 @@ def comparable(guest: ExceptionGuest, records: list[Record]) -> dict[str, tuple[
 
 
 @pytest.mark.requires_tool("qemu-system-aarch64", "qemu-system-arm")
-@pytest.mark.parametrize("build", [exception_guest, mmu_guest], ids=["mmu-off", "mmu-on"])
+@pytest.mark.parametrize("build", [exception_guest, mmu_guest, access_guest],
+                         ids=["mmu-off", "mmu-on", "access-forms"])
 def test_the_handler_sees_what_it_sees_under_qemu(
     unicorn_machine: MakeMachine, tmp_path: Path, build: Callable[[], ExceptionGuest]
 ) -> None:
