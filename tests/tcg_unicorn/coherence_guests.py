@@ -1,9 +1,10 @@
-"""Two-CPU guests in which one CPU changes what the other has cached: code or a mapping.
+"""Two-CPU guests in which one CPU changes what the other has cached (code, a mapping), and
+in which both update one counter atomically.
 
 Each engine caches its own translated code and its own TLB, so these only pass
 when the maintenance instruction the writer executes reaches the other engine
 (``vcpuhp_tcg_unicorn.coherence``). In both, CPU 1 first uses the thing over
-and over (so its engine has it cached) and records what it saw at
+and over (so its engine has it cached), having recorded what it saw first at
 ``RESULTS + SEEN_BEFORE``; CPU 0 waits for that, changes it, executes the
 maintenance and ``dsb ish``, then sets ``RESULTS + GO``; CPU 1 leaves its
 loop, executes ``isb`` and uses it once more, records what it saw at
@@ -41,7 +42,8 @@ def _go_and_idle(p: a.Program) -> None:
 
 def _cpu1_loop(p: a.Program, use: list[int]) -> None:
     """``use`` leaves what CPU 1 saw in x0."""
-    p.label("loop")(use, a.str64(0, R, SEEN_BEFORE), a.ldr(2, R, GO)).cbz(2, "loop")
+    p(use, a.str64(0, R, SEEN_BEFORE))  # what it saw first: CPU 0 waits for it
+    p.label("loop")(use, a.ldr(2, R, GO)).cbz(2, "loop")
     p(a.ISB, use, a.str64(0, R, SEEN_AFTER), a.movz(5, DONE_MAGIC), a.str64(5, R, DONE))
     p.label("park")(a.WFI).b("park")
 
@@ -80,5 +82,39 @@ def remap_guest() -> a.Program:
     return p
 
 
-__all__ = ["GO", "NEW_RESULT", "NEW_VALUE", "OLD_RESULT", "OLD_VALUE", "REMAPPED_VA",
-           "SEEN_AFTER", "SEEN_BEFORE", "code_patch_guest", "remap_guest"]
+
+
+COUNTER = 0x40
+"""Offset of the counter both CPUs add to in :func:`shared_counter_guest`."""
+FINISHED = (0x48, 0x50)
+"""Offsets of CPU 0's and CPU 1's "done" flag."""
+LDXR_X2_X1 = 0xC85F7C22
+STXR_W3_X2_X1 = 0xC8037C22
+LDADD_X4_X2_X1 = 0xF8240022
+"""``ldadd x4, x2, [x1]`` (LSE: the ``max`` CPU model)."""
+
+
+def shared_counter_guest(adds: int, *, lse: bool) -> a.Program:
+    """CPU 0 and CPU 1 each add 1 to one counter ``adds`` times, atomically (``ldadd``, or an
+    ``ldxr``/``stxr`` loop), then set their "done" flag: the counter must end at 2 * adds."""
+    p = a.Program(BASE)
+    p(a.mov64(R, RESULTS))
+    p(a.mov64(0, CPU_ON_64), a.movz(1, 1), a.movz(3, 0)).mov_label(2, "cpu1")(a.hvc(0))
+    for cpu in (0, 1):
+        if cpu:
+            p.label("cpu1")(a.mov64(R, RESULTS))
+        p(a.mov64(6, adds), a.mov64(1, RESULTS + COUNTER), a.movz(4, 1))
+        p.label(f"add{cpu}")
+        if lse:
+            p(LDADD_X4_X2_X1)
+        else:
+            p.label(f"retry{cpu}")(LDXR_X2_X1, a.add_imm(2, 2, 1), STXR_W3_X2_X1)
+            p.cbnz(3, f"retry{cpu}")
+        p(a.sub_imm(6, 6, 1)).cbnz(6, f"add{cpu}")
+        p(a.movz(5, 1), a.str64(5, R, FINISHED[cpu])).label(f"idle{cpu}")(a.WFI).b(f"idle{cpu}")
+    return p
+
+
+__all__ = ["COUNTER", "FINISHED", "GO", "NEW_RESULT", "NEW_VALUE", "OLD_RESULT", "OLD_VALUE",
+           "REMAPPED_VA", "SEEN_AFTER", "SEEN_BEFORE", "code_patch_guest", "remap_guest",
+           "shared_counter_guest"]

@@ -55,6 +55,7 @@ from vcpuhp.topology import CpuSlot
 from vcpuhp_tcg_unicorn import binding
 from vcpuhp_tcg_unicorn.coherence import CoherenceDomain
 from vcpuhp_tcg_unicorn.engine import CPU_MODELS, Engine, RamMapping, UnboundExits
+from vcpuhp_tcg_unicorn.execution import ExecutionToken
 from vcpuhp_tcg_unicorn.pool import TranslationContextPool
 from vcpuhp_tcg_unicorn.stops import StopRetrier
 from vcpuhp_tcg_unicorn.timer import TimerService
@@ -85,8 +86,11 @@ DEFAULT_TB_SIZE_MIB: Final = 32
 MAX_TB_SIZE_MIB: Final = 4095
 """Unicorn takes the size as a 32-bit byte count."""
 MAX_SLICE: Final = 1 << 30
-OPTIONS: Final = ("tb-size", "stops", "slice-insns")
+OPTIONS: Final = ("tb-size", "stops", "slice-insns", "exec")
 STOP_MODES: Final = ("block", "slices")
+EXEC_MODES: Final = ("serial", "parallel")
+"""``serial``: one engine executes guest code at a time (Unicorn's atomics are not atomic
+across engines, see :mod:`~vcpuhp_tcg_unicorn.execution`); ``parallel``: all at once."""
 PAUSE_TIMEOUT: Final = 2.0
 MMIO_PAGE: Final = 0x1000
 """MMIO mappings are rounded up to this (Unicorn maps whole target pages)."""
@@ -127,6 +131,15 @@ def parse_options(options: Mapping[str, str]) -> tuple[int, int, bool]:
     return tb_mib * memmap.MiB, slice_insns, stops == "block"
 
 
+def parse_exec_mode(options: Mapping[str, str]) -> bool:
+    """Whether engines execute one at a time (``exec=serial``, the default)."""
+    mode = options.get("exec", EXEC_MODES[0])
+    if mode not in EXEC_MODES:
+        raise ConfigError(f"tcg-unicorn: exec={mode!r} is not an execution mode; valid: "
+                          f"{', '.join(EXEC_MODES)}")
+    return mode == "serial"
+
+
 def machine_mmio_regions(machine: VirtMachine) -> list[tuple[int, int]]:
     """``(base, size)`` of every MMIO region an engine maps for ``machine``.
 
@@ -153,6 +166,7 @@ class UnicornBackend(AcceleratorBackend):
         self.timers = TimerService()
         self.retrier = StopRetrier()
         self.coherence = CoherenceDomain()
+        self.token = ExecutionToken(serial=parse_exec_mode(self.options))
         self.vcpus: dict[int, UnicornVcpu] = {}
         self.pool: TranslationContextPool | None = None
         self._ram: RamMapping | None = None
@@ -241,7 +255,7 @@ class UnicornBackend(AcceleratorBackend):
                                timers=self.timers, retrier=self.retrier,
                                slice_instructions=self.slice_instructions,
                                async_stops=self.block_stops, spare=spare,
-                               coherence=self.coherence)
+                               coherence=self.coherence, token=self.token)
         except BaseException:
             if spare is not None:
                 self._spares.append(spare)
@@ -353,6 +367,8 @@ class UnicornBackend(AcceleratorBackend):
             + sum(v.maintenance_done for v in vcpus),
             "total_maintenance_broadcasts": self.coherence.broadcasts,
             "total_code_flushes_spared": self.coherence.code_flushes_spared,
+            "total_execution_handoffs": self.token.handoffs,
+            "total_execution_preemptions": self.token.preemptions,
             "total_timer_expiries": self.timers.fired,
         }
 

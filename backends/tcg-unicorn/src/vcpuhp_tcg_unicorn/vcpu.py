@@ -82,6 +82,7 @@ from vcpuhp_tcg_unicorn.engine import (
     RamMapping,
     Sysreg,
 )
+from vcpuhp_tcg_unicorn.execution import ExecutionToken
 from vcpuhp_tcg_unicorn.faults import VcpuFault, external_abort, fetch, from_exception
 from vcpuhp_tcg_unicorn.hostthread import reduce_timer_slack
 from vcpuhp_tcg_unicorn.pool import TranslationContext, TranslationContextPool
@@ -155,9 +156,11 @@ class UnicornVcpu(BackendVcpu):
         async_stops: bool = True,
         spare: Engine | None = None,
         coherence: CoherenceDomain | None = None,
+        token: ExecutionToken | None = None,
     ) -> None:
         super().__init__(slot)
         self._coherence = coherence if coherence is not None else CoherenceDomain()
+        self._token = token if token is not None else ExecutionToken(serial=False)
         self._machine = machine
         self._pool = pool
         self._retrier = retrier
@@ -259,6 +262,7 @@ class UnicornVcpu(BackendVcpu):
             self._request_stop()
             self._cond.notify_all()
         self._machine.lock.wake_waiters()  # it may be waiting for the lock this thread holds
+        self._token.wake()  # or for its turn to run
         thread.join(JOIN_TIMEOUT)
         if thread.is_alive():
             raise BackendError(
@@ -303,6 +307,7 @@ class UnicornVcpu(BackendVcpu):
             self._request_stop()
             self._cond.notify_all()
         self._machine.lock.wake_waiters()  # a call it was waiting to make is void now
+        self._token.wake()  # and so is the run it was waiting to start
 
     def power_off(self) -> None:
         """Stop executing (at the next block boundary); the thread then waits."""
@@ -313,6 +318,7 @@ class UnicornVcpu(BackendVcpu):
             self._request_stop()
             self._cond.notify_all()
         self._machine.lock.wake_waiters()  # a call it was waiting to make is void now
+        self._token.wake()  # and so is the run it was waiting to start
 
     def kick(self) -> None:
         """The GIC may have an interrupt for this CPU: wake it from ``wfi`` or stop its run."""
@@ -334,6 +340,8 @@ class UnicornVcpu(BackendVcpu):
             if paused:
                 self._request_stop()
             self._cond.notify_all()
+        if paused:
+            self._token.wake()  # a vCPU waiting for its turn gives it up
 
     def wait_until_stopped(self, timeout: float) -> bool:
         """After pausing: wait until the vCPU executes nothing (or waits for the machine)."""
@@ -435,14 +443,26 @@ class UnicornVcpu(BackendVcpu):
 
     def _run(self, epoch: int) -> bool:
         """Run the engine once; ``True`` if the run ended because the guest executed ``wfi``
-        (with no interrupt pending: otherwise ``wfi`` completes without ending the run)."""
+        (with no interrupt pending: otherwise ``wfi`` completes without ending the run).
+
+        The run holds the machine's :class:`~vcpuhp_tcg_unicorn.execution.ExecutionToken`
+        (``exec=serial``: one engine executes at a time); waiting for it, the vCPU is not
+        in the engine (a pause does not wait for it) and gives up when it is powered
+        off, reset, paused or told to exit.
+        """
+        if not self._token.acquire(self, self.stop_running, lambda: (
+                self._quit or self._paused or self._epoch != epoch)):
+            return False
         with self._cond:
-            if (self._epoch != epoch or self._quit or self._paused or not self._powered
-                    or self._kicked):
-                return False
-            self._in_engine = True
-            self._run_serial += 1
-            self._run_epoch = epoch
+            runnable = not (self._epoch != epoch or self._quit or self._paused
+                            or not self._powered or self._kicked)
+            if runnable:
+                self._in_engine = True
+                self._run_serial += 1
+                self._run_epoch = epoch
+        if not runnable:
+            self._token.release(self)  # never under _cond: a waiter stops us holding its lock
+            return False
         self._hook_stopped = False
         self._after_run = None
         self._at_faulting_store = None
@@ -460,6 +480,7 @@ class UnicornVcpu(BackendVcpu):
                 current = self._epoch == epoch
                 stopped = self._stop_requested_for == self._run_serial
                 self._cond.notify_all()
+            self._token.release(self)
         after = self._pop_after_run()
         if error is not None:
             if current:
