@@ -66,8 +66,10 @@ class ExecutionToken:
                 self._grant(owner, stop)
                 return True
             self._queue.append(owner)
-            try:
-                while True:
+        try:
+            while True:
+                stop_holder = None
+                with self._cond:
                     if give_up():
                         return False
                     if self._holder is None and self._queue[0] is owner:
@@ -78,14 +80,17 @@ class ExecutionToken:
                         self._cond.wait()
                         continue
                     remaining = self._since + self.turn - time.monotonic()
-                    if remaining <= 0:
-                        # Repeated each turn: the holder may not have been inside a run yet.
-                        assert self._stop_holder is not None
-                        self._stop_holder()
-                        self.preemptions += 1
-                        remaining = self.turn
-                    self._cond.wait(remaining)
-            finally:
+                    if remaining > 0:
+                        self._cond.wait(remaining)
+                        continue
+                    # Repeated each turn: the holder may not have been inside a run yet.
+                    stop_holder = self._stop_holder
+                    self.preemptions += 1
+                    self._since = time.monotonic()
+                if stop_holder is not None:
+                    stop_holder()  # not under _cond: it takes the holder's own lock
+        finally:
+            with self._cond:
                 if owner in self._queue:
                     self._queue.remove(owner)
                     self._cond.notify_all()  # the next in line may be first now
