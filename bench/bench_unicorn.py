@@ -172,10 +172,8 @@ def bench_counting(cpus: int, seconds: float, tmp: Path) -> dict[str, Any]:
     """Guest instructions per second of ``cpus`` busy vCPUs, CPU/wall, runnable fractions."""
     image = tmp / f"count{cpus}.bin"
     image.write_bytes(counting_loops(cpus).assemble())
-    # The loops share no atomics (a counter per CPU): engines may execute at once.
     machine = VirtMachine(MachineConfig.build(f"cpus={cpus},maxcpus={cpus}",
-                                              accel="tcg-unicorn", kernel=image,
-                                              backend_options={"exec": "parallel"}))
+                                              accel="tcg-unicorn", kernel=image))
     machine.realize()
     try:
         assert machine.memory is not None

@@ -32,14 +32,15 @@ REPO: Final = Path(__file__).resolve().parents[2]
 EXECUTING_BACKENDS: Final = ("kvm", "tcg-unicorn")
 GUEST_TESTS: Final = ("test_linux_hotplug.py", "test_linux_run.py", "test_linux_demo.py")
 TCG_UNICORN_GAP: Final = (
-    "tcg-unicorn does not run Linux 6.12 yet: (1) its vCPUs' ID registers advertise SVE, "
-    "SME and pointer authentication, but ZCR_EL1 and the pointer-auth key registers are "
-    "undefined instructions (Oops in vec_probe_vqs at boot, kernel panic); (2) with "
-    "arm64.nosve arm64.nosme arm64.nopauth and two CPUs online, the boot stops making "
-    "progress after 'evm: HMAC attrs' (13 s of kernel time; nothing more in 5 minutes); "
-    "(3) with maxcpus=1 as well, the first user-space access at 'Run /init' (LDTR) stops "
-    "CPU 0: the backend takes the data abort for an MMIO access it cannot decode instead "
-    "of raising the guest's page fault"
+    "tcg-unicorn runs Linux 6.12 to its userland (65-80 s on x86) and through these tests, "
+    "but not reliably: about one boot in four hung (no progress after 'Run /init', or no "
+    "userland within 5 minutes). The likely cause: Unicorn 2.1.4 translates LDXR/STXR and "
+    "the LSE atomics as a plain load and store (its curr_cflags() is 0, never CF_PARALLEL), "
+    "so engines executing at once lose atomic updates (two CPUs x 1,000,000 LDADD on one "
+    "counter end ~40% short; test_unicorn_atomics.py). exec=serial makes them atomic, but "
+    "Unicorn ends no run on YIELD/WFE, so CPUs spin-waiting for each other burn their turns "
+    "and Linux had not reached its userland after 100 s. Not run (a hang costs a boot "
+    "timeout per module); pytest --runxfail runs them"
 )
 
 
@@ -59,7 +60,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in items:
         if Path(str(item.path)).name in GUEST_TESTS:
-            item.add_marker(pytest.mark.xfail(strict=True, reason=TCG_UNICORN_GAP))
+            item.add_marker(pytest.mark.xfail(strict=True, run=False, reason=TCG_UNICORN_GAP))
 
 
 def _from_arm64host() -> LinuxFiles:

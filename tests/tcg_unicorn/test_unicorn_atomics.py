@@ -1,10 +1,9 @@
-"""Atomic read-modify-writes of two CPUs on one counter lose nothing (``exec=serial``).
+"""With ``exec=serial``, atomic read-modify-writes of two CPUs on one counter lose nothing.
 
 Unicorn translates ``LDXR``/``STXR`` and the LSE atomics as for a single CPU (a
 plain load and a plain store), so two engines executing at once lose updates;
-the backend executes one engine at a time by default
-(``vcpuhp_tcg_unicorn.execution``). ``exec=parallel`` is allowed, for guests
-whose CPUs share no atomics, and says what it is.
+``exec=serial`` executes one engine at a time (``vcpuhp_tcg_unicorn.execution``).
+The default, ``exec=parallel``, runs them all at once.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ ADDS = 300_000
 def test_two_cpus_adding_to_one_counter_lose_no_update(
     unicorn_machine: MakeMachine, tmp_path: Path, lse: bool
 ) -> None:
-    machine = unicorn_machine("cpus=2,maxcpus=2", cpu="max",
+    machine = unicorn_machine("cpus=2,maxcpus=2", cpu="max", backend_options={"exec": "serial"},
                               kernel=write_image(tmp_path, shared_counter_guest(ADDS, lse=lse)))
     wait_until(lambda: all(read_u64(machine, RESULTS + done) for done in FINISHED),
                what="both CPUs' adds")
@@ -40,6 +39,7 @@ def test_two_cpus_adding_to_one_counter_lose_no_update(
     assert machine.backend_stats()["total_faults"] == 0
 
 
-def test_engines_execute_one_at_a_time_unless_told_otherwise() -> None:
-    assert UnicornBackend({}).token.serial
+def test_engines_execute_at_once_unless_told_to_take_turns() -> None:
+    assert not UnicornBackend({}).token.serial
     assert not UnicornBackend({"exec": "parallel"}).token.serial
+    assert UnicornBackend({"exec": "serial"}).token.serial

@@ -49,7 +49,7 @@ def test_backend_is_discovered_viable_and_declares_its_capabilities() -> None:
         ({"slice-insns": "0"}, r"slice-insns=0 is out of range 1-1073741824 \(instructions\)"),
         ({"bogus": "1"}, r"unknown option\(s\) bogus; valid: tb-size, stops, slice-insns, exec"),
         ({"stops": "never"}, r"stops='never' is not a stop mode; valid: block, slices"),
-        ({"exec": "both"}, r"exec='both' is not an execution mode; valid: serial, parallel"),
+        ({"exec": "both"}, r"exec='both' is not an execution mode; valid: parallel, serial"),
     ],
 )
 def test_bad_options_are_refused_with_what_is_valid(options: dict[str, str],

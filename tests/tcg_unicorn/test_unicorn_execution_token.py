@@ -37,7 +37,7 @@ def queued(token: ExecutionToken, count: int) -> bool:
 
 
 def test_one_holder_and_the_waiters_take_turns_in_arrival_order() -> None:
-    token = ExecutionToken(turn=WAIT)
+    token = ExecutionToken(serial=True, turn=WAIT)
     assert token.acquire("A", lambda: None, never)
     order: list[str] = []
     b = waiter(token, "B", order)
@@ -53,7 +53,7 @@ def test_one_holder_and_the_waiters_take_turns_in_arrival_order() -> None:
 
 
 def test_a_waiter_stops_the_holder_whose_turn_is_over() -> None:
-    token = ExecutionToken(turn=0.0)
+    token = ExecutionToken(serial=True, turn=0.0)
     stopped = threading.Event()
 
     def stop_a() -> None:  # the holder's run ends: it gives the token back
@@ -68,7 +68,7 @@ def test_a_waiter_stops_the_holder_whose_turn_is_over() -> None:
 
 
 def test_a_waiter_gives_up_when_told_and_leaves_the_queue() -> None:
-    token = ExecutionToken(turn=WAIT)
+    token = ExecutionToken(serial=True, turn=WAIT)
     assert token.acquire("A", lambda: None, never)
     order: list[str] = []
     give_up = threading.Event()

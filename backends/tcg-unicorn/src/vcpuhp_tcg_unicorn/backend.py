@@ -88,9 +88,9 @@ MAX_TB_SIZE_MIB: Final = 4095
 MAX_SLICE: Final = 1 << 30
 OPTIONS: Final = ("tb-size", "stops", "slice-insns", "exec")
 STOP_MODES: Final = ("block", "slices")
-EXEC_MODES: Final = ("serial", "parallel")
-"""``serial``: one engine executes guest code at a time (Unicorn's atomics are not atomic
-across engines, see :mod:`~vcpuhp_tcg_unicorn.execution`); ``parallel``: all at once."""
+EXEC_MODES: Final = ("parallel", "serial")
+"""``parallel`` (the default): every engine executes at once; ``serial``: one at a time, so
+that guest atomics are atomic across engines (see :mod:`~vcpuhp_tcg_unicorn.execution`)."""
 PAUSE_TIMEOUT: Final = 2.0
 MMIO_PAGE: Final = 0x1000
 """MMIO mappings are rounded up to this (Unicorn maps whole target pages)."""
@@ -132,7 +132,7 @@ def parse_options(options: Mapping[str, str]) -> tuple[int, int, bool]:
 
 
 def parse_exec_mode(options: Mapping[str, str]) -> bool:
-    """Whether engines execute one at a time (``exec=serial``, the default)."""
+    """Whether engines execute one at a time (``exec=serial``; the default is ``parallel``)."""
     mode = options.get("exec", EXEC_MODES[0])
     if mode not in EXEC_MODES:
         raise ConfigError(f"tcg-unicorn: exec={mode!r} is not an execution mode; valid: "

@@ -1,27 +1,34 @@
-"""One engine executes guest code at a time (``exec=serial``, the default), in fair turns.
+"""With ``exec=serial``, one engine executes guest code at a time, in fair turns.
 
 Unicorn 2.1.4 translates every block as for a machine with one CPU: its
 ``curr_cflags()`` is 0, never ``CF_PARALLEL``, so ``LDXR``/``STXR``, ``CAS``,
 ``SWP`` and the other LSE atomics are a plain load and a plain store. Two
 engines running at once on two host threads then lose updates: two CPUs
 adding 1 a million times each with ``LDADD`` (or an ``LDXR``/``STXR`` loop)
-to one counter end about 40% short, and Linux on two CPUs hung about one
-boot in four. QEMU runs code translated that way one vCPU at a time (its
-round-robin TCG, ``-accel tcg,thread=single``); so does the backend, with an
-:class:`ExecutionToken` that a vCPU holds for the length of one run
-(``emu_start``) and never while it sleeps in ``wfi``, waits to be powered on
-or handles what ended the run.
+to one counter end about 40% short. QEMU runs code translated that way one
+vCPU at a time (its round-robin TCG, ``-accel tcg,thread=single``); so does
+the backend with ``exec=serial``, with an :class:`ExecutionToken` that a vCPU
+holds for the length of one run (``emu_start``) and never while it sleeps in
+``wfi``, waits to be powered on or handles what ended the run.
 
 Turns: a vCPU that wants the token queues (first come, first served); if the
 holder keeps it longer than :data:`TURN` the first waiter stops the holder's
 run at its next block boundary (exact, as any stop) and gets the token when
-that run ends. An idle CPU costs nothing; two busy CPUs share one host core's
-worth of guest time. ``exec=parallel`` runs every engine at once, for guests
-whose CPUs share no atomics (the bundled guest, benchmarks).
+that run ends. A vCPU kicked while it waited runs its turn all the same
+(with its IRQ input driven afresh): giving the turn up starved a CPU that
+other CPUs interrupt often.
 
-A waiter gives up (``give_up``) when its vCPU is powered off, reset or told to
-exit: ejecting a vCPU, which holds the machine lock, must be able to join its
-thread even while the holder waits for that lock in a hook.
+Why it is not the default: Unicorn ends no run on ``YIELD`` or ``WFE``, so a
+CPU spinning for another (Linux's ``cpu_relax()`` loops, spinlocks) burns its
+whole turn while the CPU it waits for cannot run. Linux 6.12 on two CPUs,
+which boots to its userland in about a minute with ``exec=parallel``, had not
+reached it after 100 s. ``exec=parallel`` (the default) runs every engine at
+once: right for guests whose CPUs share no atomics (the bundled guest,
+benchmarks), and what Linux needs to be usable, at the price above.
+
+A waiter gives up (``give_up``) when its vCPU is powered off, reset, paused or
+told to exit: ejecting a vCPU, which holds the machine lock, must be able to
+join its thread even while the holder waits for that lock in a hook.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ TURN: Final = 0.002
 class ExecutionToken:
     """The right to execute guest code; ``serial`` ``False`` grants it to every caller."""
 
-    def __init__(self, *, serial: bool = True, turn: float = TURN) -> None:
+    def __init__(self, *, serial: bool, turn: float = TURN) -> None:
         self.serial = serial
         self.turn = turn
         self._cond = threading.Condition()

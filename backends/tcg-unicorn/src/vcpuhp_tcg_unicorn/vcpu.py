@@ -455,14 +455,19 @@ class UnicornVcpu(BackendVcpu):
             return False
         with self._cond:
             runnable = not (self._epoch != epoch or self._quit or self._paused
-                            or not self._powered or self._kicked)
+                            or not self._powered)
             if runnable:
+                # Kicked while it waited for its turn: drive the IRQ input again below rather
+                # than give the turn up (kicks come every few ms: it would never run).
+                kicked, self._kicked = self._kicked, False
                 self._in_engine = True
                 self._run_serial += 1
                 self._run_epoch = epoch
         if not runnable:
             self._token.release(self)  # never under _cond: a waiter stops us holding its lock
             return False
+        if kicked:
+            self._sync_irq_line()  # a kick from now on stops the run
         self._hook_stopped = False
         self._after_run = None
         self._at_faulting_store = None
