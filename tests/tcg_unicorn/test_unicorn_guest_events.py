@@ -4,13 +4,13 @@ counters count timer ticks, and the GED power button powers it off (PSCI SYSTEM_
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from unicorn_testlib import SETTLE, console_has, require_unicorn, wait_until
 
+from cli_process import Serving
 from guest_scenarios import work
 
 require_unicorn()
@@ -90,11 +90,9 @@ def _qmp(path: Path, *commands: str) -> list[bytes]:
 
 
 def test_vcpuhp_run_exits_0_when_the_power_button_powers_the_guest_off(
-    tmp_path: Path, vcpuhp_process: Callable[..., subprocess.Popen[str]]
+    vcpuhp_serving: Serving,
 ) -> None:
-    path = tmp_path / "qmp.sock"
-    proc = vcpuhp_process(path, "run", "--accel", "tcg-unicorn", "--smp", "cpus=2,maxcpus=2",
-                          "--monitor", "none", "--qmp", f"unix:{path}")
+    proc, path = vcpuhp_serving("qmp", "--accel", "tcg-unicorn", "--smp", "cpus=2,maxcpus=2")
     replies = _qmp(path, "system_powerdown")
     assert replies[-1].strip() == b'{"return": {}}'
     assert proc.wait(timeout=SETTLE) == 0
