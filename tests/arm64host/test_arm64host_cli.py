@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,22 @@ def test_qemu_command_line() -> None:
     assert "virtio-9p-pci,fsdev=fs1,mount_tag=l2" in text
     with pytest.raises(ValueError, match="at least 1"):
         qemu_argv(kernel=Path("k"), initrd=Path("i"), append="", cpus=0)
+
+
+def test_linux_demo_builds_the_userland_then_runs_the_demo_with_the_l2_files(
+    tmp_path: Path,
+) -> None:
+    """The command ``linux-demo`` runs inside, with a ``python3`` that records its calls."""
+    log = tmp_path / "calls"
+    fake = tmp_path / "bin" / "python3"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "VCPUHP_TEST_KERNEL": "/l2/vmlinuz",
+           "VCPUHP_TEST_BUSYBOX": "/l2/busybox", "VCPUHP_TEST_EVDEV": "/l2/evdev.ko"}
+    subprocess.run(cli.linux_demo_command(["--cycles", "3"]), env=env, check=True, timeout=30)
+    assert log.read_text().splitlines() == [
+        "-m vcpuhp.testing.linux_userland --busybox /l2/busybox --module /l2/evdev.ko "
+        "-o /tmp/vcpuhp-userland.cpio",
+        "-m vcpuhp demo --linux /l2/vmlinuz /tmp/vcpuhp-userland.cpio --cycles 3",
+    ]

@@ -40,6 +40,8 @@ def test_chosen_carries_the_efi_pointers_and_the_initrd(tmp_path: Path) -> None:
         "linux,uefi-mmap-size = <0xc0>;",
         "linux,uefi-mmap-desc-size = <0x30>;",
         "linux,uefi-mmap-desc-ver = <0x01>;",
+        # enum efi_secureboot_mode: 2 is "disabled" (0, "unset", makes Linux warn)
+        "linux,uefi-secure-boot = <0x02>;",
     ):
         assert line in text, text
     nodes = [line.strip() for line in text.splitlines() if line.strip().endswith("{")]

@@ -75,7 +75,7 @@ def test_vcpuhp_finds_the_null_backend_through_its_entry_point() -> None:
     assert rows["null"].split()[1] == "viable"
 
 
-def test_the_l2_kernel_and_busybox_are_where_the_environment_says() -> None:
+def test_the_l2_kernel_busybox_and_evdev_are_where_the_environment_says() -> None:
     image = Path(os.environ["VCPUHP_TEST_KERNEL_IMAGE"]).read_bytes()
     assert image[0x38:0x3C] == b"ARM\x64"
     vmlinuz = Path(os.environ["VCPUHP_TEST_KERNEL"])
@@ -83,6 +83,10 @@ def test_the_l2_kernel_and_busybox_are_where_the_environment_says() -> None:
     busybox = Path(os.environ["VCPUHP_TEST_BUSYBOX"]).read_bytes()
     assert busybox[:4] == b"\x7fELF"
     assert struct.unpack_from("<H", busybox, 18)[0] == EM_AARCH64
+    evdev = Path(os.environ["VCPUHP_TEST_EVDEV"]).read_bytes()
+    assert evdev[:4] == b"\x7fELF", "uncompressed, for busybox insmod"
+    assert struct.unpack_from("<HH", evdev, 16) == (1, EM_AARCH64)  # ET_REL: a module
+    assert b"name=evdev\0" in evdev
 
 
 def test_the_emulated_hosts_python_starts_from_precompiled_bytecode() -> None:

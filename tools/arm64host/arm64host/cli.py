@@ -1,4 +1,4 @@
-"""The command line: ``build``, ``run``, ``paths``, ``shell``.
+"""The command line: ``build``, ``run``, ``paths``, ``shell``, ``linux-demo``.
 
 ``python3 tools/arm64host/run.py run [--cpus N] [--memory M] [--timeout S]
 [--env K=V]... -- CMD ARGS...`` exits with the command's status; a run that
@@ -29,6 +29,18 @@ from arm64host.runner import PROJECT_ROOT, Arm64Host, RunRequest
 TOOL_FAILURE: Final = 125
 #: What ``shell`` runs: busybox sh with the console as its controlling terminal.
 SHELL_COMMAND: Final = ("setsid", "cttyhack", "sh", "-l")
+#: What ``linux-demo`` runs inside: build vcpuhp's Linux test userland from the L2 busybox
+#: and evdev, then ``vcpuhp demo --linux`` with the L2 kernel (extra arguments follow).
+LINUX_DEMO_SCRIPT: Final = (
+    'python3 -m vcpuhp.testing.linux_userland --busybox "$VCPUHP_TEST_BUSYBOX" '
+    '--module "$VCPUHP_TEST_EVDEV" -o /tmp/vcpuhp-userland.cpio >/dev/null && '
+    'exec python3 -m vcpuhp demo --linux "$VCPUHP_TEST_KERNEL" /tmp/vcpuhp-userland.cpio "$@"'
+)
+
+
+def linux_demo_command(extra: Sequence[str]) -> list[str]:
+    """The command ``linux-demo`` runs, with ``extra`` arguments for ``vcpuhp demo``."""
+    return ["sh", "-c", LINUX_DEMO_SCRIPT, "linux-demo", *extra]
 
 
 def parse_memory(text: str) -> int:
@@ -78,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
                            "on this machine, fetched if needed; no QEMU needed")
     paths.add_argument("--format", choices=["env", "json"], default="env")
     for name, helptext in (("run", "run a command inside; exit with its status"),
-                           ("shell", "boot with a shell on this terminal (debugging)")):
+                           ("shell", "boot with a shell on this terminal (debugging)"),
+                           ("linux-demo", "the seed hotplug session with Debian's Linux as "
+                            "the guest of vcpuhp's kvm backend inside (vcpuhp demo --linux)")):
         command = sub.add_parser(name, help=helptext)
         command.add_argument("--cpus", type=int, default=DEFAULT_CPUS)
         command.add_argument("--memory", type=parse_memory, default=DEFAULT_MEMORY_MIB,
@@ -97,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "run":
             command.add_argument("argv", nargs=argparse.REMAINDER,
                                  help="-- CMD ARGS...: the command")
+        if name == "linux-demo":
+            command.add_argument("extra", nargs=argparse.REMAINDER,
+                                 help="-- ARGS...: more 'vcpuhp demo' options (--cycles 3)")
     return parser
 
 
@@ -119,7 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for key, value in files.items():
                     print(f"{key}={shlex.quote(value)}")
             return 0
-        request = RunRequest(argv=_command(getattr(args, "argv", SHELL_COMMAND)),
+        if args.action == "linux-demo":
+            extra = list(args.extra)
+            argv = linux_demo_command(extra[1:] if extra[:1] == ["--"] else extra)
+        else:
+            argv = _command(getattr(args, "argv", SHELL_COMMAND))
+        request = RunRequest(argv=argv,
                              env=parse_env(args.env), cwd=Path.cwd(), cpus=args.cpus,
                              memory_mib=args.memory, timeout=args.timeout,
                              boot_timeout=args.boot_timeout, project=args.project,

@@ -34,7 +34,14 @@ from arm64host.errors import BuildError
 from arm64host.guest import BootSpec, boot_and_run
 from arm64host.hosttools import BUILD_TOOLS, QEMU, ensure_tools
 from arm64host.kmod import ModuleTree
-from arm64host.l2files import L2Files, find_kernel, install_l2, l2_key
+from arm64host.l2files import (
+    L2_RECIPE_VERSION,
+    L2Files,
+    find_kernel,
+    install_l2,
+    l2_key,
+    modules_dir,
+)
 from arm64host.layout import CacheLayout
 from arm64host.packages import WHEELS, PackageSource, PinnedWheel, Resolution, l2_debs
 from arm64host.qemu import HostShare
@@ -77,6 +84,7 @@ def image_key(resolution: Resolution, wheels: Sequence[PinnedWheel] = WHEELS) ->
     """The cache key of the image built from ``resolution`` with this recipe."""
     material = {
         "recipe": RECIPE_VERSION,
+        "l2_recipe": L2_RECIPE_VERSION,  # the manifest names the L2 files of this recipe
         "packages": sorted((d.name, d.version, d.sha256)
                            for d in [*resolution.userland, *resolution.kernel]),
         "wheels": sorted((w.project, w.version, w.sha256) for w in wheels),
@@ -217,7 +225,7 @@ class ImageBuilder:
             kernel_format = kernelimage.detect_format(handle.read(kernelimage.IMAGE_HEADER_SIZE))
         l2 = self._install_l2(resolution, kernel_root)
         _link_or_copy(l2.image, staging / "Image")  # QEMU boots the same bare Image
-        modules = ModuleTree(_modules_dir(kernel_root, release)).load_order(KERNEL_MODULES)
+        modules = ModuleTree(modules_dir(kernel_root, release)).load_order(KERNEL_MODULES)
         rootfs.install_modules(root, [(m.name, m.elf) for m in modules],
                                guestinit.GUEST_MODULES_DIR)
 
@@ -277,14 +285,6 @@ class ImageBuilder:
             compile_boot_s=round(result.boot_seconds, 1),
             compile_command_s=round(result.command_seconds, 1))
         shutil.rmtree(run_dir)
-
-
-def _modules_dir(kernel_root: Path, release: str) -> Path:
-    for base in ("usr/lib/modules", "lib/modules"):
-        path = kernel_root / base / release
-        if path.is_dir():
-            return path
-    raise BuildError(f"the kernel package has no modules directory for {release}")
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

@@ -3,10 +3,10 @@
 ``$VCPUHP_ARM64HOST_CACHE``, else ``${XDG_CACHE_HOME:-~/.cache}/vcpuhp/arm64host``::
 
     apt/                     the private apt (config, index, downloaded .debs)
-    pypi/                    wheels from PyPI (qemu.qmp)
+    pypi/                    wheels from PyPI (qemu.qmp, fdt)
     resolution.json          the last resolved package closure (pins the versions)
     images/<key>/            one built image: Image, initrd.cpio, manifest.json
-    l2/<key>/                files for guests of the emulated host: vmlinuz, Image, busybox
+    l2/<key>/                guests' files: vmlinuz, Image, busybox, evdev.ko
     pyc/<checkout-hash>/     bytecode of a checkout's sources compiled inside the host
     build.lock               held while an image is being built
 """

@@ -17,6 +17,11 @@ import fdt
 from vcpuhp.boot import efi
 
 FDT_VERSION = 17
+SECURE_BOOT_DISABLED = 2
+"""``linux,uefi-secure-boot`` holds Linux's ``enum efi_secureboot_mode`` (what the EFI
+stub writes): 0 unset, 1 unknown, 2 disabled, 3 enabled. 0 makes Linux warn
+"secureboot: Secure boot could not be determined (mode 0)"; this machine has
+no secure boot, so it says disabled."""
 MAX_DTB_SIZE = 64 * 1024
 """Far above what /chosen needs; Linux accepts up to 2 MiB."""
 
@@ -56,7 +61,7 @@ def chosen_dtb(chosen: Chosen) -> bytes:
     node.append(fdt.PropWords("linux,uefi-mmap-size", chosen.memory_map_size))
     node.append(fdt.PropWords("linux,uefi-mmap-desc-size", efi.MEMORY_DESCRIPTOR_SIZE))
     node.append(fdt.PropWords("linux,uefi-mmap-desc-ver", efi.MEMORY_DESCRIPTOR_VERSION))
-    node.append(fdt.PropWords("linux,uefi-secure-boot", 0))
+    node.append(fdt.PropWords("linux,uefi-secure-boot", SECURE_BOOT_DISABLED))
     tree.add_item(node)
     blob = bytes(tree.to_dtb(version=FDT_VERSION))
     if len(blob) > MAX_DTB_SIZE:
@@ -64,4 +69,4 @@ def chosen_dtb(chosen: Chosen) -> bytes:
     return blob
 
 
-__all__ = ["MAX_DTB_SIZE", "Chosen", "chosen_dtb"]
+__all__ = ["MAX_DTB_SIZE", "SECURE_BOOT_DISABLED", "Chosen", "chosen_dtb"]

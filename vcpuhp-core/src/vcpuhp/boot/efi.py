@@ -3,7 +3,8 @@
 arm64 Linux reads ACPI only through an EFI system table, and its memory only
 from the EFI memory map once a system table is given. Neither needs UEFI
 code: the VMM writes a system table whose one configuration table entry is
-the ACPI 2.0 GUID -> RSDP, and a memory map, and points ``/chosen`` at both
+the ACPI 2.0 GUID -> RSDP (and SMBIOS 3.0, :mod:`vcpuhp.boot.smbios`), and a
+memory map, and points ``/chosen`` at both
 (see :mod:`vcpuhp.boot.devicetree`). Boot and runtime services are absent
 (pointers 0), so the kernel runs with ``efi=noruntime``.
 
@@ -88,9 +89,15 @@ def memory_map(descriptors: list[MemoryDescriptor]) -> bytes:
     return b"".join(entry.to_bytes() for entry in ordered)
 
 
+def configuration_entry(guid: uuid.UUID, address: int) -> bytes:
+    """One ``EFI_CONFIGURATION_TABLE`` entry: a vendor GUID (in EFI's mixed-endian byte
+    order) and the table's address."""
+    return CONFIGURATION_TABLE.pack(guid.bytes_le, address)
+
+
 def configuration_table(rsdp_address: int) -> bytes:
-    """One ``EFI_CONFIGURATION_TABLE`` entry: the ACPI 2.0 GUID and the RSDP's address."""
-    return CONFIGURATION_TABLE.pack(ACPI_20_TABLE_GUID.bytes_le, rsdp_address)
+    """The ACPI 2.0 entry: :data:`ACPI_20_TABLE_GUID` and the RSDP's address."""
+    return configuration_entry(ACPI_20_TABLE_GUID, rsdp_address)
 
 
 def firmware_vendor(name: str) -> bytes:
@@ -120,6 +127,7 @@ __all__ = [
     "RAM_ATTRIBUTES",
     "MemoryDescriptor",
     "MemoryType",
+    "configuration_entry",
     "configuration_table",
     "firmware_vendor",
     "memory_map",

@@ -8,7 +8,8 @@ RAM from its base::
 
     +0x000000  ACPI tables (RSDP first)               EFI: ACPI reclaim
     +0x100000  EFI area: system table, vendor string,  EFI: runtime services data
-               configuration table, memory map
+               configuration table, SMBIOS entry
+               point and structures, memory map
     +0x110000  device tree (/chosen only)              conventional
     +0x200000  kernel (2 MiB aligned + text_offset)    conventional
                initrd (after the kernel's image_size,  conventional
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from vcpuhp import memmap
-from vcpuhp.boot import efi
+from vcpuhp.boot import efi, smbios
 from vcpuhp.boot.arm64_image import KernelImage
 from vcpuhp.boot.devicetree import MAX_DTB_SIZE, Chosen, chosen_dtb
 from vcpuhp.errors import ConfigError
@@ -40,6 +41,8 @@ KERNEL_BASE_OFFSET: Final = 0x20_0000
 KERNEL_ALIGNMENT: Final = 0x20_0000
 _VENDOR_OFFSET: Final = 0x100
 _CONFIG_TABLE_OFFSET: Final = 0x200
+_SMBIOS_ENTRY_OFFSET: Final = 0x300
+_SMBIOS_TABLE_OFFSET: Final = 0x400
 _MEMORY_MAP_OFFSET: Final = 0x1000
 FIRMWARE_VENDOR: Final = "vcpuhp"
 REQUIRED_ARGUMENTS: Final = (("efi=", "efi=noruntime"), ("acpi=", "acpi=force"))
@@ -146,17 +149,25 @@ def plan_linux_boot(
         initrd=initrd_range,
     ))
     assert len(dtb) <= MAX_DTB_SIZE
+    rsdp = tables.addresses["RSDP"]
+    smbios_table = smbios.structure_table()
+    if _SMBIOS_TABLE_OFFSET + len(smbios_table) > _MEMORY_MAP_OFFSET:
+        raise AssertionError("SMBIOS structures outgrew their place in the EFI area")
+    smbios_entry = efi_area + _SMBIOS_ENTRY_OFFSET
+    configuration = (efi.configuration_table(rsdp)
+                     + efi.configuration_entry(smbios.SMBIOS3_TABLE_GUID, smbios_entry))
     system_table = efi.system_table(
         vendor_address=efi_area + _VENDOR_OFFSET,
         tables_address=efi_area + _CONFIG_TABLE_OFFSET,
-        table_count=1,
+        table_count=2,
     )
-    rsdp = tables.addresses["RSDP"]
     segments = [
         (base, tables.blob()),
         (efi_area, system_table),
         (efi_area + _VENDOR_OFFSET, efi.firmware_vendor(FIRMWARE_VENDOR)),
-        (efi_area + _CONFIG_TABLE_OFFSET, efi.configuration_table(rsdp)),
+        (efi_area + _CONFIG_TABLE_OFFSET, configuration),
+        (smbios_entry, smbios.entry_point(efi_area + _SMBIOS_TABLE_OFFSET, len(smbios_table))),
+        (efi_area + _SMBIOS_TABLE_OFFSET, smbios_table),
         (efi_area + _MEMORY_MAP_OFFSET, mmap_bytes),
         (dtb_address, dtb),
         (kernel_start, kernel.data),

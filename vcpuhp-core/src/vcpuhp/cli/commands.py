@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Final
 
 from vcpuhp.cli.options import (
+    DEFAULT_GUEST_CMDLINE,
     HelpFormatter,
     add_machine_options,
     add_plugin_options,
     build_machine,
     cooperative_guest,
+    default_accel,
 )
 from vcpuhp.cli.output import OutputWriter
 from vcpuhp.cli.run import event_printer
@@ -29,6 +32,11 @@ def add_subcommands(sub: argparse._SubParsersAction[Any],
                           formatter_class=HelpFormatter)
     add_machine_options(demo)
     demo.add_argument("--cycles", type=int, default=1, help="plug/unplug cycles to run")
+    demo.add_argument("--linux", nargs=2, type=Path, metavar=("KERNEL", "INITRD"),
+                      help="Linux plays the guest: an arm64 kernel (>= 6.11) and the test "
+                           "userland (python3 -m vcpuhp.testing.linux_userland builds it); "
+                           "the masks shown are Linux's own. Default accel: kvm if usable; "
+                           "default --append: console=ttyAMA0 earlycon maxcpus=2 quiet panic=-1")
     demo.set_defaults(func=cmd_demo)
 
     backends = sub.add_parser("backends", help="list installed backends", parents=parents)
@@ -44,6 +52,8 @@ def add_subcommands(sub: argparse._SubParsersAction[Any],
 
 def cmd_demo(args: argparse.Namespace, plugins: PluginManager) -> int:
     """Run the seed scenario on the default (or chosen) backend."""
+    if args.linux is not None:
+        return _linux_demo(args, plugins)
     from vcpuhp.demo import run_demo
 
     out = OutputWriter(sys.stdout)
@@ -55,6 +65,27 @@ def cmd_demo(args: argparse.Namespace, plugins: PluginManager) -> int:
         try:
             with cooperative_guest(machine, enabled=True):
                 return run_demo(machine, out.stream(), cycles=args.cycles)
+        finally:
+            machine.shutdown()
+    finally:
+        out.close()
+
+
+def _linux_demo(args: argparse.Namespace, plugins: PluginManager) -> int:
+    """``demo --linux KERNEL INITRD``: :mod:`vcpuhp.demo_linux`."""
+    from vcpuhp.demo_linux import LINUX_APPEND, preferred_accel, run_linux_demo
+
+    args.kernel, args.initrd = args.linux
+    if args.append == DEFAULT_GUEST_CMDLINE:
+        args.append = LINUX_APPEND
+    out = OutputWriter(sys.stdout)
+    try:
+        machine = build_machine(args, plugins,
+                                lambda: preferred_accel(plugins, default_accel(plugins)))
+        machine.events.subscribe(event_printer(out.write_line))
+        out.write_line(DEMO_LEGEND)
+        try:
+            return run_linux_demo(machine, out.stream(), cycles=args.cycles)
         finally:
             machine.shutdown()
     finally:

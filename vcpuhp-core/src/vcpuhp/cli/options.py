@@ -156,9 +156,15 @@ def plugin_settings(args: argparse.Namespace) -> PluginSettings:
     return cli.over(file.plugins) if file is not None else cli
 
 
-def build_machine(args: argparse.Namespace, plugins: PluginManager) -> VirtMachine:
-    """The machine the parsed options describe (not realized)."""
-    accel = choose_accel(args.accel, _machine_file(args), lambda: default_accel(plugins))
+def build_machine(args: argparse.Namespace, plugins: PluginManager,
+                  default: Callable[[], str] | None = None) -> VirtMachine:
+    """The machine the parsed options describe (not realized).
+
+    :param default: the backend when neither the options, the environment nor
+        the machine file name one (default: :func:`default_accel`).
+    """
+    accel = choose_accel(args.accel, _machine_file(args),
+                         default or (lambda: default_accel(plugins)))
     name = ACCEL_ALIASES.get(accel.name, accel.name)
     cpu = args.cpu or plugins.backends.preferred_cpu_model(name)
     timeout = None if args.unplug_timeout is None else parse_unplug_timeout(args.unplug_timeout)
