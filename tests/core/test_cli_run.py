@@ -140,6 +140,19 @@ def test_the_output_legend_and_info_listing() -> None:
     assert "9.2.0 (vcpuhp 0.1.0)" in out
 
 
+def test_a_kernel_the_null_backend_will_not_load_is_named_in_a_warning(tmp_path: Path) -> None:
+    kernel, initrd = tmp_path / "Image", tmp_path / "initrd"
+    kernel.write_bytes(b"\0" * 4096)
+    initrd.write_bytes(b"\0" * 512)
+    result = run_vcpuhp("run", "--accel", "null", "--kernel", str(kernel), "--initrd",
+                        str(initrd), stdin="quit\n")
+    assert result.returncode == 0, result.stderr
+    assert ("vcpuhp: warning: --kernel and --initrd not loaded: backend 'null' executes no "
+            "guest code") in result.stderr
+    plain = run_vcpuhp("run", "--accel", "null", stdin="quit\n")
+    assert "warning" not in plain.stderr
+
+
 def test_ram_the_host_refuses_is_a_clear_error() -> None:
     from test_host_limits import _heuristic_overcommit_limit
 
