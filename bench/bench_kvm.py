@@ -22,8 +22,6 @@ Measures:
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import threading
 import time
@@ -31,12 +29,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench_kvm_native import median_figures, ms, setup_figures
+from bench_kvm_native import kvm_host, median_figures, ms, report, setup_figures
 
 from vcpuhp import MachineConfig, VirtMachine, memmap
 from vcpuhp import events as ev
 from vcpuhp.topology import CpuSlot
-from vcpuhp_kvm import Kvm, KvmBackend, install_kick_handler, probe
+from vcpuhp_kvm import Kvm, KvmBackend
 from vcpuhp_kvm.runner import KvmVcpu
 
 _T = TypeVar("_T")
@@ -155,12 +153,7 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=100)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    support = probe()
-    if not support.viability.viable:
-        raise SystemExit(f"no usable KVM here: {support.viability.reason}")
-    install_kick_handler()
-    results: dict[str, Any] = {"kernel": support.kernel, "machine": platform.machine(),
-                               "max_vcpus": support.max_vcpus, "realize": []}
+    results = {**kvm_host(), "realize": []}
     realize_figures(8)  # warm-up: imports, first cffi calls, the guest image read
     with Kvm() as kvm:
         setup_figures(kvm, 8)
@@ -177,9 +170,7 @@ def main() -> None:
                 "backend_per_vcpu_over_bare_create": round(real["backend_per_vcpu_ms"] / each, 1),
             })
     results["hotplug"] = hotplug_figures(args.cycles)
-    print(json.dumps(results, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, args.out)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,24 @@ def kick_latencies(kvm: Kvm, rounds: int) -> list[float]:
     return latencies
 
 
+def kvm_host() -> dict[str, Any]:
+    """Exit unless KVM is usable here; install the kick handler; the host's figures."""
+    support = probe()
+    if not support.viability.viable:
+        raise SystemExit(f"no usable KVM here: {support.viability.reason}")
+    install_kick_handler()
+    return {"kernel": support.kernel, "machine": platform.machine(),
+            "max_vcpus": support.max_vcpus}
+
+
+def report(results: dict[str, Any], out: Path | None) -> None:
+    """Print ``results`` as JSON, and write them to ``out`` if given."""
+    text = json.dumps(results, indent=2)
+    print(text)
+    if out:
+        out.write_text(text + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="8,64,256")
@@ -139,12 +157,7 @@ def main() -> None:
                         help="set-ups per vCPU count; the median of each step is reported")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    support = probe()
-    if not support.viability.viable:
-        raise SystemExit(f"no usable KVM here: {support.viability.reason}")
-    install_kick_handler()
-    results: dict[str, Any] = {"kernel": support.kernel, "machine": platform.machine(),
-                               "max_vcpus": support.max_vcpus}
+    results = kvm_host()
     with Kvm() as kvm:
         setup_figures(kvm, 8)  # warm-up: first calls through cffi, first page faults
         results["setup"] = [
@@ -154,9 +167,7 @@ def main() -> None:
         lat = sorted(kick_latencies(kvm, args.kicks))
     results["kick_ms"] = {"rounds": len(lat), "median": ms(statistics.median(lat)),
                           "p90": ms(lat[int(0.9 * (len(lat) - 1))]), "max": ms(lat[-1])}
-    print(json.dumps(results, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, args.out)
 
 
 if __name__ == "__main__":

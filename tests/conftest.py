@@ -6,13 +6,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from cli_process import Serving, start_vcpuhp, wait_for_socket
 
 pytest_plugins = ["pytester"]
 
@@ -53,16 +53,9 @@ def vcpuhp_process() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []
 
     def start(socket_path: Path, *args: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen([sys.executable, "-m", "vcpuhp.cli", *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = start_vcpuhp(*args, stdin=None)
         started.append(proc)
-        deadline = time.monotonic() + 30
-        while not socket_path.exists():
-            if proc.poll() is not None:
-                raise AssertionError(f"vcpuhp exited early: {proc.communicate()[1]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{socket_path} never appeared")
-            time.sleep(0.05)
+        wait_for_socket(socket_path, proc)
         return proc
 
     yield start
@@ -70,3 +63,18 @@ def vcpuhp_process() -> Iterator[Callable[..., subprocess.Popen[str]]]:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
+
+
+@pytest.fixture
+def vcpuhp_serving(tmp_path: Path, vcpuhp_process: Callable[..., subprocess.Popen[str]]
+                   ) -> Serving:
+    """``serve("qmp" | "qtest", *run_args)``: ``vcpuhp run RUN_ARGS --monitor none --qmp (or
+    --qtest) unix:PATH`` -> ``(process, PATH)`` once it listens; killed at teardown."""
+
+    def serve(server: str, *run_args: str) -> tuple[subprocess.Popen[str], Path]:
+        path = tmp_path / f"{server}.sock"
+        proc = vcpuhp_process(path, "run", *run_args, "--monitor", "none",
+                              f"--{server}", f"unix:{path}")
+        return proc, path
+
+    return serve

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
+from cli_process import run_vcpuhp
 from vcpuhp.cli import main
 from vcpuhp.plugins import KNOWN_BACKENDS, PluginManager
 
 
-def _vcpuhp(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vcpuhp.cli", *args], input=stdin,
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
 def test_unknown_accel_names_installed_backends_and_install_hints() -> None:
-    result = _vcpuhp("run", "--accel", "nosuch")
+    result = run_vcpuhp("run", "--accel", "nosuch")
     assert result.returncode == 2
     assert "No vcpuhp backend named 'nosuch'. Installed backends: " in result.stderr
     assert "null" in result.stderr
@@ -30,7 +23,7 @@ def test_unknown_accel_names_installed_backends_and_install_hints() -> None:
 
 
 def test_bad_smp_is_a_clear_error() -> None:
-    result = _vcpuhp("run", "--accel", "null", "--smp", "cpus=4,maxcpus=2")
+    result = run_vcpuhp("run", "--accel", "null", "--smp", "cpus=4,maxcpus=2")
     assert result.returncode == 2
     assert "maxcpus (2) must be equal to or greater than cpus (4)" in result.stderr
 
@@ -43,7 +36,7 @@ def test_monitor_session_shows_masks_change() -> None:
         "info hotpluggable-cpus",
         "quit",
     ]) + "\n"
-    result = _vcpuhp("run", "--accel", "null", "--smp", "cpus=4,maxcpus=6", stdin=script)
+    result = run_vcpuhp("run", "--accel", "null", "--smp", "cpus=4,maxcpus=6", stdin=script)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "enabled  0-3" in out and "online   0-1" in out
@@ -59,7 +52,7 @@ def test_backends_lists_viability_and_capabilities(capsys: pytest.CaptureFixture
 
 
 def test_demo_on_null_shows_the_seed_masks() -> None:
-    result = _vcpuhp("demo", "--accel", "null")
+    result = run_vcpuhp("demo", "--accel", "null")
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("machine|")]
     assert lines[0] == "machine| possible 0-5 present 0-5 enabled 0-3 online 0-1"

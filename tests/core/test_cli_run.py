@@ -11,35 +11,17 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cli_process import VCPUHP, run_vcpuhp, start_vcpuhp, wait_for_socket
 from soak.qmp_sync import SyncQmp
 from vcpuhp_null.protocol import ProtocolClient
 
 TIMEOUT = 60.0
-
-
-def _vcpuhp(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vcpuhp.cli", *args], input=stdin,
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
-def _start(*args: str, stdin: int | None = subprocess.DEVNULL) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "vcpuhp.cli", *args], stdin=stdin,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(path: Path, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -56,11 +38,11 @@ def _stderr_line(proc: subprocess.Popen[str]) -> str:
 
 def test_end_of_input_ends_the_monitor_not_the_machine(qtest_path: Path) -> None:
     """stdin at EOF (a script, CI, nohup): the machine runs on until the guest powers off."""
-    proc = _start("run", "--accel", "null", "--smp", "cpus=2,maxcpus=3",
+    proc = start_vcpuhp("run", "--accel", "null", "--smp", "cpus=2,maxcpus=3",
                   "--qtest", f"unix:{qtest_path}")
     try:
         assert "end of monitor input; the machine runs on" in _stderr_line(proc)
-        _wait_for(qtest_path, proc)
+        wait_for_socket(qtest_path, proc, TIMEOUT)
         client = ProtocolClient.connect(f"unix:{qtest_path}")
         assert client("masks").startswith("OK possible 0-2"), "still running after EOF"
         assert proc.poll() is None
@@ -74,10 +56,10 @@ def test_end_of_input_ends_the_monitor_not_the_machine(qtest_path: Path) -> None
 
 
 def test_guest_power_off_ends_the_command_without_waiting_for_stdin(qtest_path: Path) -> None:
-    proc = _start("run", "--accel", "null", "--smp", "cpus=1,maxcpus=2",
+    proc = start_vcpuhp("run", "--accel", "null", "--smp", "cpus=1,maxcpus=2",
                   "--qtest", f"unix:{qtest_path}", stdin=subprocess.PIPE)
     try:  # stdin stays open and silent
-        _wait_for(qtest_path, proc)
+        wait_for_socket(qtest_path, proc, TIMEOUT)
         client = ProtocolClient.connect(f"unix:{qtest_path}")
         assert client("psci 0 SYSTEM_OFF") == "OK 0"
         client.close()
@@ -90,9 +72,9 @@ def test_guest_power_off_ends_the_command_without_waiting_for_stdin(qtest_path: 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_is_a_clean_termination(qtest_path: Path, signum: int) -> None:
     """Ctrl-C (SIGINT) in the monitor used to print a KeyboardInterrupt traceback."""
-    proc = _start("run", "--accel", "null", "--qtest", f"unix:{qtest_path}",
+    proc = start_vcpuhp("run", "--accel", "null", "--qtest", f"unix:{qtest_path}",
                   stdin=subprocess.PIPE)
-    _wait_for(qtest_path, proc)
+    wait_for_socket(qtest_path, proc, TIMEOUT)
     proc.send_signal(signum)
     _out, err = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 0, err
@@ -103,7 +85,7 @@ def test_a_signal_is_a_clean_termination(qtest_path: Path, signum: int) -> None:
 
 def test_qemu_style_single_dash_options(tmp_path: Path) -> None:
     qmp = tmp_path / "qmp.sock"
-    proc = _start("run", "-smp", "4", "-m", "size=512M", "-accel", "null", "-cpu", "max",
+    proc = start_vcpuhp("run", "-smp", "4", "-m", "size=512M", "-accel", "null", "-cpu", "max",
                   "-append", "maxcpus=1", "-name", "vm1", "-monitor", "none",
                   "-qmp", f"unix:{qmp},server=on,wait=off")
     try:
@@ -127,16 +109,16 @@ def test_qemu_style_single_dash_options(tmp_path: Path) -> None:
     (["--unplug-timeout", "soon"], "give a positive number of seconds"),
 ])
 def test_options_vcpuhp_cannot_honour_are_clear_errors(args: list[str], message: str) -> None:
-    result = _vcpuhp("run", "--accel", "null", *args)
+    result = run_vcpuhp("run", "--accel", "null", *args)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_version_and_help_with_defaults() -> None:
-    version = _vcpuhp("--version")
+    version = run_vcpuhp("--version")
     assert version.returncode == 0 and version.stdout.startswith("vcpuhp 0.1.0 (QMP as QEMU ")
-    helped = _vcpuhp("run", "--help")
+    helped = run_vcpuhp("run", "--help")
     assert helped.returncode == 0
     assert "(default: cpus=4,maxcpus=6)" in helped.stdout
     assert "(default: 256M)" in helped.stdout
@@ -144,18 +126,31 @@ def test_version_and_help_with_defaults() -> None:
 
 
 def test_verbose_works_after_the_subcommand() -> None:
-    result = _vcpuhp("run", "--accel", "null", "-v", stdin="quit\n")
+    result = run_vcpuhp("run", "--accel", "null", "-v", stdin="quit\n")
     assert result.returncode == 0, result.stderr
     assert "DEBUG " in result.stderr
 
 
 def test_the_output_legend_and_info_listing() -> None:
-    result = _vcpuhp("run", "--accel", "null", stdin="info\ninfo version\nquit\n")
+    result = run_vcpuhp("run", "--accel", "null", stdin="info\ninfo version\nquit\n")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "'guest| ' lines are the guest's console" in out
     assert "info status" in out and "-- show the current VM status" in out
     assert "9.2.0 (vcpuhp 0.1.0)" in out
+
+
+def test_a_kernel_the_null_backend_will_not_load_is_named_in_a_warning(tmp_path: Path) -> None:
+    kernel, initrd = tmp_path / "Image", tmp_path / "initrd"
+    kernel.write_bytes(b"\0" * 4096)
+    initrd.write_bytes(b"\0" * 512)
+    result = run_vcpuhp("run", "--accel", "null", "--kernel", str(kernel), "--initrd",
+                        str(initrd), stdin="quit\n")
+    assert result.returncode == 0, result.stderr
+    assert ("vcpuhp: warning: --kernel and --initrd not loaded: backend 'null' executes no "
+            "guest code") in result.stderr
+    plain = run_vcpuhp("run", "--accel", "null", stdin="quit\n")
+    assert "warning" not in plain.stderr
 
 
 def test_ram_the_host_refuses_is_a_clear_error() -> None:
@@ -164,7 +159,7 @@ def test_ram_the_host_refuses_is_a_clear_error() -> None:
     limit = _heuristic_overcommit_limit()
     if limit is None or limit >= 255 << 30:
         pytest.skip("this host's kernel would overcommit 255G")
-    result = _vcpuhp("run", "--accel", "null", "-m", "255G", stdin="quit\n")
+    result = run_vcpuhp("run", "--accel", "null", "-m", "255G", stdin="quit\n")
     assert result.returncode == 2
     assert "vcpuhp: error: cannot reserve 255G of guest RAM" in result.stderr
     assert "Traceback" not in result.stderr
@@ -176,7 +171,7 @@ class Terminal:
     def __init__(self, *args: str) -> None:
         self.master, slave = os.openpty()
         env = {**os.environ, "TERM": "xterm", "INPUTRC": "/dev/null"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "vcpuhp.cli", *args],
+        self.proc = subprocess.Popen([*VCPUHP, *args],
                                      stdin=slave, stdout=slave, stderr=subprocess.PIPE,
                                      env=env, start_new_session=True)
         os.close(slave)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_process import run_vcpuhp
 from vcpuhp import MachineConfig, PluginManager, PolicyRefused, VirtMachine
 from vcpuhp.errors import BackendNotFound, PluginError
 from vcpuhp.plugin_settings import PluginSettings
@@ -191,9 +192,7 @@ def test_naming_a_plugin_that_is_not_installed_is_a_failure() -> None:
 
 
 def _vcpuhp(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "vcpuhp.cli", *args], capture_output=True,
-                          text=True, timeout=120, env=env, stdin=subprocess.DEVNULL, check=False)
+    return run_vcpuhp(*args, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
 
 
 def test_vcpuhp_run_stops_on_a_plugin_that_fails_to_load(install: Install,

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-from collections.abc import Callable
-from pathlib import Path
 
+from cli_process import Serving
 from vcpuhp_null.protocol import ProtocolClient
 
 
-def test_cli_serves_the_test_protocol(
-    tmp_path: Path, vcpuhp_process: Callable[..., subprocess.Popen[str]]
-) -> None:
-    path = tmp_path / "qtest.sock"
-    proc = vcpuhp_process(path, "run", "--accel", "null", "--smp", "cpus=2,maxcpus=4",
-                          "--monitor", "none", "--qtest", f"unix:{path}")
+def test_cli_serves_the_test_protocol(vcpuhp_serving: Serving) -> None:
+    proc, path = vcpuhp_serving("qtest", "--accel", "null", "--smp", "cpus=2,maxcpus=4")
     try:
         assert path.stat().st_mode & 0o777 == 0o600
         ask = ProtocolClient.connect(f"unix:{path}")

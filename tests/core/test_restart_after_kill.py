@@ -9,12 +9,12 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from cli_process import connect_when_listening
 from vcpuhp import MachineConfig, VirtMachine
 from vcpuhp.errors import ConfigError
 from vcpuhp_null.protocol import ProtocolClient, ProtocolServer
@@ -27,17 +27,6 @@ def _run_args(qtest: Path, qmp: Path) -> list[str]:
             "--qtest", f"unix:{qtest}", "--qmp", f"unix:{qmp}"]
 
 
-def _connect_when_listening(proc: subprocess.Popen[str], path: Path) -> ProtocolClient:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return ProtocolClient.connect(f"unix:{path}")
-        except ConnectionRefusedError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"never listened: {proc.communicate()[1]}") from None
-            time.sleep(0.05)
-
-
 def test_kill_9_then_restart_on_the_same_sockets(tmp_path: Path, vcpuhp_process: Start) -> None:
     qtest, qmp = tmp_path / "qtest.sock", tmp_path / "qmp.sock"
     first = vcpuhp_process(qtest, *_run_args(qtest, qmp))
@@ -47,7 +36,7 @@ def test_kill_9_then_restart_on_the_same_sockets(tmp_path: Path, vcpuhp_process:
     assert qtest.exists() and qmp.exists(), "kill -9 leaves both socket files"
 
     second = vcpuhp_process(qtest, *_run_args(qtest, qmp))  # the stale file is there at once
-    client = _connect_when_listening(second, qtest)
+    client = connect_when_listening(lambda: ProtocolClient.connect(f"unix:{qtest}"), second)
     assert client("masks") == "OK possible 0-3 present 0-3 enabled 0-1 online 0"
     client.close()
     second.send_signal(signal.SIGTERM)

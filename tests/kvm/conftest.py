@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from vcpuhp import MachineConfig, VirtMachine
+from guest_scenarios import machine_factory
+from vcpuhp import VirtMachine
 from vcpuhp_kvm import HostSupport, Kvm, install_kick_handler, probe
 
 NATIVE_TESTS = {"test_kvm_native.py", "test_kvm_backend.py", "test_kvm_guest.py"}
@@ -47,26 +48,12 @@ def kvm(kvm_host: HostSupport) -> Iterator[Kvm]:
 
 @pytest.fixture
 def kvm_machine(kvm_host: HostSupport) -> Iterator[Callable[..., VirtMachine]]:
-    """Factory: ``kvm_machine("cpus=4,maxcpus=6", guest_cmdline=...)`` -> realized kvm machine.
+    """Factory: ``kvm_machine("cpus=4,maxcpus=6", guest_cmdline=...)`` -> realized kvm machine
+    (``realize=False``: not yet).
 
     CPU model ``host``. Every machine is shut down at teardown, and the test
     fails if the backend kept a vCPU fd, a thread, the vGIC or the VM.
     """
-    made: list[VirtMachine] = []
-
-    def make(smp: str = "cpus=2,maxcpus=4", *, realize: bool = True,
-             **kwargs: object) -> VirtMachine:
-        kwargs.setdefault("cpu", "host")
-        config = MachineConfig.build(smp, accel="kvm", **kwargs)  # type: ignore[arg-type]
-        machine = VirtMachine(config)
-        made.append(machine)
-        if realize:
-            machine.realize()
-        return machine
-
-    yield make
-    for machine in made:
-        machine.shutdown()
-        stats = machine.backend.stats()
-        assert (stats["vcpu_fds"], stats["threads"], stats["vgic"], stats["vm"]) == (
-            0, 0, False, False), stats
+    with machine_factory("kvm", {"vcpu_fds": 0, "threads": 0, "vgic": False, "vm": False},
+                         cpu="host") as make:
+        yield make

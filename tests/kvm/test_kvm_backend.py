@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from guest_scenarios import read_u64, wait_until
 from vcpuhp import events as ev
 from vcpuhp import memmap
 from vcpuhp.errors import ConfigError
@@ -90,18 +91,6 @@ def abort_guest_image(directory: Path) -> Path:
     return path
 
 
-def u64(machine: VirtMachine, addr: int) -> int:
-    assert machine.memory is not None
-    return machine.memory.read_int(addr, 8)
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = SETTLE) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.01)
-
-
 def test_realize_creates_every_possible_vcpu_and_parks_the_ones_not_plugged(
     kvm_machine: MakeMachine,
 ) -> None:
@@ -172,15 +161,15 @@ def test_an_access_where_nothing_is_mapped_aborts_in_the_guest_and_the_machine_g
         f"CPU 0: read of 4 bytes at {NOTHING_THERE + 8:#x}: no device or RAM at "
         f"{NOTHING_THERE + 8:#x} (4 bytes); synchronous external abort injected",
     ]
-    wait_until(lambda: u64(machine, RESULTS) == 2, "the guest's exception count")
+    wait_until(lambda: read_u64(machine, RESULTS) == 2, SETTLE, "the guest's exception count")
     for n, (addr, offset) in enumerate([(NOTHING_THERE, 0x18), (NOTHING_THERE + 8, 0x1C)]):
         record = RESULTS + 64 + 64 * n
-        esr = u64(machine, record + 8)
-        assert u64(machine, record) == 1, "the vector's first instruction did not run"
+        esr = read_u64(machine, record + 8)
+        assert read_u64(machine, record) == 1, "the vector's first instruction did not run"
         assert esr >> 26 == ESR_EC_DABT_CURRENT_EL, hex(esr)
         assert esr & 0x3F == DFSC_SYNC_EXTERNAL_ABORT, hex(esr)
-        assert u64(machine, record + 16) == addr  # FAR_EL1
-        assert u64(machine, record + 24) == IMAGE_BASE + offset  # ELR_EL1: the access
+        assert read_u64(machine, record + 16) == addr  # FAR_EL1
+        assert read_u64(machine, record + 24) == IMAGE_BASE + offset  # ELR_EL1: the access
     stats = machine.backend_stats()
     assert (stats["total_external_aborts"], stats["total_faults"]) == (2, 0)
     assert machine.vcpus[0].state is VcpuState.ONLINE

@@ -7,11 +7,10 @@ They run on any host; on a host that is not arm64 they also pin down that
 from __future__ import annotations
 
 import platform
-import subprocess
-import sys
 
 import pytest
 
+from cli_process import run_vcpuhp
 from vcpuhp import MachineConfig, VirtMachine, memmap
 from vcpuhp.description import MachineDescription
 from vcpuhp.errors import BackendNotViable, ConfigError, StateError
@@ -184,10 +183,7 @@ def test_a_kvm_machine_on_this_host_is_refused_at_once_with_the_reason() -> None
 
 @not_arm64
 def test_vcpuhp_run_accel_kvm_fails_at_once_naming_the_reason() -> None:
-    run = subprocess.run([sys.executable, "-m", "vcpuhp.cli", "run", "--accel", "kvm",
-                          "--monitor", "none"],
-                         capture_output=True, text=True, timeout=120, check=False,
-                         stdin=subprocess.DEVNULL)
+    run = run_vcpuhp("run", "--accel", "kvm", "--monitor", "none")
     assert run.returncode == 2
     assert run.stdout == ""
     assert run.stderr == (f"vcpuhp: error: backend 'kvm' cannot run here: "

@@ -6,12 +6,12 @@ Every wait is bounded by :data:`TIMEOUT`.
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from qemu.qmp import ExecuteError, QMPClient
+
+from qmp_lines import QmpLines
 
 TIMEOUT = 5.0
 _T = TypeVar("_T")
@@ -58,32 +58,13 @@ async def next_event(client: QMPClient, name: str) -> dict[str, Any]:
             return dict(event)
 
 
-class RawClient:
+class RawClient(QmpLines):
     """A blocking socket client that sends arbitrary bytes and reads QMP lines."""
 
     def __init__(self, path: str, *, negotiate: bool = False) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(TIMEOUT)
-        self.sock.connect(path)
-        self._buffer = b""
-        self.greeting = self.read()
+        super().__init__(path, TIMEOUT)
         if negotiate:
             assert self.command("qmp_capabilities") == {"return": {}}
-
-    def send(self, data: bytes) -> None:
-        """Send raw bytes."""
-        self.sock.sendall(data)
-
-    def read(self) -> dict[str, Any]:
-        """The next message (reply or event)."""
-        while b"\n" not in self._buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("server closed the connection")
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        message: dict[str, Any] = json.loads(line)
-        return message
 
     def reply(self) -> dict[str, Any]:
         """The next reply, skipping events."""
@@ -95,10 +76,7 @@ class RawClient:
     def command(self, name: str, arguments: dict[str, Any] | None = None,
                 **members: Any) -> dict[str, Any]:
         """Send ``{"execute": name, ...}`` and return its reply."""
-        request: dict[str, Any] = {"execute": name, **members}
-        if arguments is not None:
-            request["arguments"] = arguments
-        self.send(json.dumps(request).encode() + b"\n")
+        self.request(name, arguments, **members)
         return self.reply()
 
     def error(self, data: bytes) -> dict[str, Any]:
@@ -108,7 +86,3 @@ class RawClient:
         assert "error" in reply, reply
         error: dict[str, Any] = reply["error"]
         return error
-
-    def close(self) -> None:
-        """Hang up."""
-        self.sock.close()

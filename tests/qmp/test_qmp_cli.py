@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
+
+from cli_process import Serving
 
 from .helpers import connect, execute, next_event
 
@@ -28,11 +28,7 @@ async def _session(path: Path) -> list[str]:
     return seen
 
 
-def test_cli_runs_until_qmp_quit(
-    tmp_path: Path, vcpuhp_process: Callable[..., subprocess.Popen[str]]
-) -> None:
-    path = tmp_path / "qmp.sock"
-    proc = vcpuhp_process(path, "run", "--accel", "null", "--smp", "cpus=4,maxcpus=6",
-                          "--monitor", "none", "--qmp", f"unix:{path}")
+def test_cli_runs_until_qmp_quit(vcpuhp_serving: Serving) -> None:
+    proc, path = vcpuhp_serving("qmp", "--accel", "null", "--smp", "cpus=4,maxcpus=6")
     assert asyncio.run(asyncio.wait_for(_session(path), 60)) == ["0-1,4", "core4"]
     assert proc.wait(timeout=30) == 0

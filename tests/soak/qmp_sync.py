@@ -2,53 +2,28 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import time
 from typing import Any
 
+from cli_process import connect_when_listening
+from qmp_lines import QmpLines
 
-class SyncQmp:
+
+class SyncQmp(QmpLines):
     """Negotiated QMP over a unix socket; every read is bounded by ``timeout``."""
 
     def __init__(self, path: str, timeout: float = 60.0) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self._buffer = b""
+        super().__init__(path, timeout)
         self.events: list[dict[str, Any]] = []
-        self.greeting = self.read()
         assert self.command("qmp_capabilities") == {}
 
     @classmethod
     def connect_when_listening(cls, path: str, deadline_s: float = 60.0) -> SyncQmp:
         """Connect once the server listens (a restarted server may still be starting)."""
-        deadline = time.monotonic() + deadline_s
-        while True:
-            try:
-                return cls(path)
-            except (FileNotFoundError, ConnectionRefusedError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def read(self) -> dict[str, Any]:
-        """The next message."""
-        while b"\n" not in self._buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("QMP server closed the connection")
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        message: dict[str, Any] = json.loads(line)
-        return message
+        return connect_when_listening(lambda: cls(path), timeout=deadline_s)
 
     def command(self, name: str, arguments: dict[str, Any] | None = None) -> Any:
         """Run a command; its ``return`` value (AssertionError on an error reply)."""
-        request: dict[str, Any] = {"execute": name}
-        if arguments is not None:
-            request["arguments"] = arguments
-        self.sock.sendall(json.dumps(request).encode() + b"\n")
+        self.request(name, arguments)
         while True:
             message = self.read()
             if "event" in message:
@@ -66,7 +41,3 @@ class SyncQmp:
             message = self.read()
             if "event" in message:
                 self.events.append(message)
-
-    def close(self) -> None:
-        """Hang up."""
-        self.sock.close()

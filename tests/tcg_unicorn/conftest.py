@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from vcpuhp import MachineConfig, VirtMachine
+from guest_scenarios import machine_factory
+from vcpuhp import VirtMachine
 
 
 @pytest.fixture
@@ -20,18 +21,6 @@ def unicorn_machine() -> Iterator[Callable[..., VirtMachine]]:
     Every machine is shut down at teardown, and the test fails if the backend
     leaked an engine, a thread or a translation context.
     """
-    made: list[VirtMachine] = []
-
-    def make(smp: str = "cpus=2,maxcpus=4", **kwargs: object) -> VirtMachine:
-        config = MachineConfig.build(smp, accel="tcg-unicorn", **kwargs)  # type: ignore[arg-type]
-        machine = VirtMachine(config)
-        made.append(machine)
-        machine.realize()
-        return machine
-
-    yield make
-    for machine in made:
-        machine.shutdown()
-        stats = machine.backend.stats()
-        assert (stats["engines"], stats["threads"]) == (0, 0), stats
-        assert stats["contexts_registered"] == 0, stats
+    with machine_factory("tcg-unicorn",
+                         {"engines": 0, "threads": 0, "contexts_registered": 0}) as make:
+        yield make

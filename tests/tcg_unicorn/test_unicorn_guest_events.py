@@ -4,32 +4,27 @@ counters count timer ticks, and the GED power button powers it off (PSCI SYSTEM_
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from unicorn_testlib import SETTLE, console_has, read_u64, require_unicorn, wait_until
+from unicorn_testlib import SETTLE, console_has, require_unicorn, wait_until
+
+from cli_process import Serving
+from guest_scenarios import work
 
 require_unicorn()
 
 from vcpuhp import events as ev  # noqa: E402
-from vcpuhp import memmap  # noqa: E402
 from vcpuhp.machine import RunState, VirtMachine  # noqa: E402
 from vcpuhp_tcg_unicorn.backend import UnicornBackend  # noqa: E402
 
 MakeMachine = Callable[..., VirtMachine]
-STATUS = memmap.GUEST_STATUS_ADDR
-WORK = STATUS + 0x420
 ALL_ONLINE = "possible 0-3 present 0-3 enabled 0-3 online 0-3"
 POWER_OFF_LINE = "vcpuhp-guest: power button: powering off"
 TICK_SECONDS = 0.1
 """The bundled guest's secondaries tick at 10 Hz."""
 PPI_VIRTUAL_TIMER = 27
-
-
-def work(machine: VirtMachine, cpu: int) -> int:
-    return read_u64(machine, WORK + 8 * cpu)
 
 
 def test_work_counters_count_timer_interrupts_not_loop_turns(
@@ -95,11 +90,9 @@ def _qmp(path: Path, *commands: str) -> list[bytes]:
 
 
 def test_vcpuhp_run_exits_0_when_the_power_button_powers_the_guest_off(
-    tmp_path: Path, vcpuhp_process: Callable[..., subprocess.Popen[str]]
+    vcpuhp_serving: Serving,
 ) -> None:
-    path = tmp_path / "qmp.sock"
-    proc = vcpuhp_process(path, "run", "--accel", "tcg-unicorn", "--smp", "cpus=2,maxcpus=2",
-                          "--monitor", "none", "--qmp", f"unix:{path}")
+    proc, path = vcpuhp_serving("qmp", "--accel", "tcg-unicorn", "--smp", "cpus=2,maxcpus=2")
     replies = _qmp(path, "system_powerdown")
     assert replies[-1].strip() == b'{"return": {}}'
     assert proc.wait(timeout=SETTLE) == 0

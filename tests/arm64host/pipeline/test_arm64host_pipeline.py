@@ -49,6 +49,18 @@ def test_a_failing_commands_status_and_output_come_back(host: Arm64Host) -> None
     assert out.splitlines() == ["to-stdout", "to-stderr"]
 
 
+def test_a_crashed_command_is_reported_with_the_kernels_last_lines(emulated: Arm64Host) -> None:
+    # A real fault (not a kill): the kernel logs the faulting address and the program.
+    program = "import ctypes; ctypes.string_at(8)"
+    result, out = run(emulated, "python3", "-c", program)
+    assert result.exit_status == 128 + 11
+    report = out.splitlines()
+    assert "[arm64host] the command was killed by signal 11; the kernel's last lines:" in report
+    after = report[report.index(
+        "[arm64host] the command was killed by signal 11; the kernel's last lines:") + 1:]
+    assert any("python3" in line and "fault" in line for line in after), out
+
+
 def test_a_missing_program_is_status_127(host: Arm64Host) -> None:
     result, _ = run(host, "no-such-program-arm64host")
     assert result.exit_status == 127

@@ -5,7 +5,8 @@ mounts the kernel file systems, loads the 9p modules, mounts the *run share*
 (a host directory made for this run) and sources its ``setup.sh`` (which
 mounts the other shares and enters the working directory), prints the READY
 marker, runs ``command.sh`` (the command under ``env -i`` with exactly the
-run's environment), prints the EXIT marker with its status, and powers off.
+run's environment), prints the kernel's last log lines if a signal killed the
+command (a crash), prints the EXIT marker with its status, and powers off.
 Any failure before the command prints a FAIL marker and powers off, so the
 host never waits for a command that will not come. The marker nonce comes
 from the kernel command line (``arm64host.nonce=``), known before any share.
@@ -57,6 +58,9 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp || fail "mount /tmp"
 mount -t tmpfs -o mode=755 tmpfs /run || fail "mount /run"
 ip link set lo up || fail "loopback up"
 hostname arm64host
+# Have the kernel log every fault that kills a process (address, instruction, program):
+# the report after a crashed command shows these lines.
+echo 1 > /proc/sys/debug/exception-trace || fail "debug.exception-trace"
 while read -r module; do
     insmod "{GUEST_MODULES_DIR}/$module.ko" || fail "insmod $module"
 done < {GUEST_MODULES_DIR}/modules.order
@@ -74,6 +78,12 @@ else
     sh {GUEST_RUN_DIR}/command.sh </dev/null
 fi
 status=$?
+if [ "$status" -gt 128 ]; then
+    # Killed by a signal (a crash): what the kernel logged about it names the faulting
+    # address, the instruction and the library, which the command itself cannot print.
+    echo "[arm64host] the command was killed by signal $((status - 128)); the kernel's last lines:"
+    dmesg | tail -n 40
+fi
 kill -9 -1 2>/dev/null
 cd /
 sync

@@ -54,7 +54,8 @@ from outside the backend and quotes it (:data:`RULES`) when it fails:
   A vCPU thread can wait with :meth:`~vcpuhp.machine_lock.MachineLock.acquire_unless`
   (give up once powered off or told to exit, no polling) if power_off and
   unrealize_vcpu call :meth:`~vcpuhp.machine_lock.MachineLock.wake_waiters` after
-  changing that state.
+  changing that state. A backend with one host thread per vCPU gets all of
+  this from :class:`vcpuhp.vcpu_thread.ThreadedVcpu`.
 * Freeing: unrealize_vcpu releases the vCPU's host resources: when it returns,
   the vCPU's thread has ended. destroy_vcpu frees the vCPU: the backend keeps
   no reference to it. close must free every vCPU, parked ones included, end

@@ -14,10 +14,11 @@ has exactly one however many requests are pending.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Final
+
+from vcpuhp.deadline_thread import DeadlineThread, Work
 
 _THREAD_NAME: Final = "vcpuhp-unplug-watchdog"
 
@@ -26,15 +27,13 @@ Expire = Callable[[int, int], None]
 passes; ``request`` identifies which ``device_del`` it was for."""
 
 
-class UnplugWatchdog:
+class UnplugWatchdog(DeadlineThread):
     """Deadlines keyed by CPU index; a later :meth:`arm` for a CPU replaces its deadline."""
 
     def __init__(self, expire: Expire) -> None:
+        super().__init__(_THREAD_NAME)
         self._expire = expire
-        self._cond = threading.Condition()
         self._deadlines: dict[int, tuple[float, int]] = {}
-        self._thread: threading.Thread | None = None
-        self._closed = False
 
     def arm(self, index: int, request: int, timeout: float) -> None:
         """Call ``expire(index, request)`` once ``timeout`` seconds have passed."""
@@ -42,10 +41,7 @@ class UnplugWatchdog:
             if self._closed:
                 return
             self._deadlines[index] = (time.monotonic() + timeout, request)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=_THREAD_NAME,
-                                                daemon=True)
-                self._thread.start()
+            self.start()  # the first deadline starts the thread
             self._cond.notify_all()
 
     def disarm(self, index: int) -> None:
@@ -58,32 +54,22 @@ class UnplugWatchdog:
         with self._cond:
             return {index: request for index, (_, request) in self._deadlines.items()}
 
-    def close(self) -> None:
-        """Forget every deadline and stop the thread (joined unless called from it)."""
-        with self._cond:
-            self._closed = True
-            self._deadlines.clear()
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+    def _forget(self) -> None:
+        self._deadlines.clear()
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                due: list[tuple[int, int]] = []
-                while not due:
-                    if self._closed:
-                        return
-                    now = time.monotonic()
-                    due = [(i, r) for i, (at, r) in self._deadlines.items() if at <= now]
-                    if not due:
-                        soonest = min((at for at, _ in self._deadlines.values()), default=None)
-                        self._cond.wait(None if soonest is None else soonest - now)
-                for index, _ in due:
-                    del self._deadlines[index]
-            for index, request in due:
-                self._expire(index, request)
+    def _next(self) -> tuple[Work | None, float | None]:
+        now = time.monotonic()
+        due = [(i, r) for i, (at, r) in self._deadlines.items() if at <= now]
+        if not due:
+            soonest = min((at for at, _ in self._deadlines.values()), default=None)
+            return None, None if soonest is None else soonest - now
+        for index, _ in due:
+            del self._deadlines[index]
+        return lambda: self._expire_all(due), None
+
+    def _expire_all(self, due: list[tuple[int, int]]) -> None:
+        for index, request in due:
+            self._expire(index, request)
 
 
 __all__ = ["UnplugWatchdog"]

@@ -37,6 +37,7 @@ from vcpuhp.backend import AcceleratorBackend, BackendCapabilities, BackendVcpu,
 from vcpuhp.errors import BackendError, ConfigError
 from vcpuhp.gic import NUM_IRQS
 from vcpuhp.topology import CpuSlot
+from vcpuhp.vcpu_thread import pause_vcpus, resume_vcpus
 from vcpuhp_kvm import kick, regs, uapi
 from vcpuhp_kvm.irqchip import KvmInterruptController
 from vcpuhp_kvm.requirements import CPU_MODELS, check_cpu_model, choose_ipa_bits
@@ -241,19 +242,12 @@ class KvmBackend(AcceleratorBackend):
     def pause(self) -> None:
         """Keep every vCPU out of ``KVM_RUN`` until :meth:`resume`; waits until none is in it."""
         self.paused = True
-        vcpus = [v for v in self.vcpus.values() if v.thread is not None]
-        for vcpu in vcpus:
-            vcpu.set_paused(True)
-        for vcpu in vcpus:
-            if not vcpu.wait_until_stopped(PAUSE_TIMEOUT):
-                raise BackendError(f"kvm: CPU {vcpu.index} did not leave KVM_RUN within "
-                                   f"{PAUSE_TIMEOUT:.0f}s")
+        pause_vcpus(self.vcpus.values(), PAUSE_TIMEOUT)
 
     def resume(self) -> None:
         """Let every vCPU run again."""
         self.paused = False
-        for vcpu in self.vcpus.values():
-            vcpu.set_paused(False)
+        resume_vcpus(self.vcpus.values())
 
     def stats(self) -> dict[str, Any]:
         """Live vCPU fds and threads, the VM's shape, cumulative counts (``total_*``).

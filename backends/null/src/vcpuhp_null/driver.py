@@ -11,7 +11,6 @@ ejects removed ones.
 from __future__ import annotations
 
 from vcpuhp import memmap
-from vcpuhp.devices.ged import GED_EVENT_CPU_HOTPLUG
 from vcpuhp.gic import (
     GICD_CTLR,
     GICD_IGROUPR,
@@ -20,7 +19,6 @@ from vcpuhp.gic import (
     GICD_ISENABLER,
     GICR_WAKER,
 )
-from vcpuhp.machine import VirtMachine
 from vcpuhp.testing.guest import (
     OST_DEVICE_CHECK,
     OST_EJECT_REQUEST,
@@ -52,9 +50,6 @@ class GuestDriver(ScriptedGuest):
     steps that never wait (null vCPUs start at once, or when told to).
     """
 
-    def __init__(self, machine: VirtMachine, boot_cpu: int = 0) -> None:
-        super().__init__(machine, boot_cpu)
-
     def start(self, index: int) -> None:
         """Let a deferred start proceed (null backend with ``defer-start=on``)."""
         backend = self.machine.backend
@@ -62,34 +57,13 @@ class GuestDriver(ScriptedGuest):
             raise TypeError("deferred starts exist only on the null backend")
         backend.start(index)
 
-    def handle_hotplug(self, *, force: bool = False) -> list[HotplugEvent]:
-        """What the guest does on the GED interrupt: scan, online inserted CPUs,
-        offline and eject removed ones, report ``_OST`` for each.
-
-        The ``_OST`` status is what really happened: success (0) only when an
-        inserted CPU's ``CPU_ON`` returned 0, or a removed CPU is no longer
-        enabled after ``_EJ0``; otherwise failure (1). Like Linux, a CPU that
-        ``CPU_OFF`` could not take offline is not ejected.
-        """
-        if not self.read_ged() & GED_EVENT_CPU_HOTPLUG and not force:
-            return []
-        found = self.scan()
-        for event in found:
-            vcpu = self.machine.vcpus[event.index]
-            if event.kind == "insert":
-                result = self.cpu_on(event.index)
-                if result == 0 and vcpu.online:
-                    self.init_gic(event.index)
-                self.ost(event.index, OST_DEVICE_CHECK,
-                         OST_SUCCESS if result == 0 else OST_FAILURE)
-            else:
-                if vcpu.online:
-                    self.cpu_off(event.index)
-                if not vcpu.online:
-                    self.eject(event.index)
-                self.ost(event.index, OST_EJECT_REQUEST,
-                         OST_FAILURE if vcpu.enabled else OST_SUCCESS)
-        return found
+    def bring_up(self, index: int) -> bool:
+        """``CPU_ON`` without waiting (a null vCPU starts at once, or when told to), then the
+        CPU's GIC set-up if it runs; whether ``CPU_ON`` succeeded (the ``_OST`` status)."""
+        result = self.cpu_on(index)
+        if result == 0 and self.machine.vcpus[index].online:
+            self.init_gic(index)
+        return result == 0
 
     def init_gic(self, cpu: int | None = None) -> None:
         """Set up the GIC as the guest does: distributor on, the GED SPI routed to the
@@ -119,13 +93,7 @@ class GuestDriver(ScriptedGuest):
 
     def boot(self, maxcpus: int | None = None) -> None:
         """Initialise the GIC and online the cold-booted CPUs up to ``maxcpus``
-        (the guest's ``maxcpus=``)."""
+        (the guest's ``maxcpus=``), without waiting for the boot CPU."""
         self.init_gic()
-        limit = len(self.machine.topology.cold_booted) if maxcpus is None else maxcpus
-        online = 1
-        for slot in self.machine.topology.cold_booted[1:]:
-            if online >= limit:
-                break
-            self.cpu_on(slot.index)
-            self.init_gic(slot.index)
-            online += 1
+        for index in self.cold_booted_secondaries(maxcpus):
+            self.bring_up(index)

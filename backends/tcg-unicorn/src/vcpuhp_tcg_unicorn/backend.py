@@ -52,6 +52,7 @@ from vcpuhp import memmap
 from vcpuhp.backend import AcceleratorBackend, BackendCapabilities, BackendVcpu, Viability
 from vcpuhp.errors import BackendError, ConfigError
 from vcpuhp.topology import CpuSlot
+from vcpuhp.vcpu_thread import pause_vcpus, resume_vcpus
 from vcpuhp_tcg_unicorn import binding
 from vcpuhp_tcg_unicorn.coherence import CoherenceDomain
 from vcpuhp_tcg_unicorn.engine import CPU_MODELS, Engine, RamMapping, UnboundExits
@@ -324,20 +325,13 @@ class UnicornBackend(AcceleratorBackend):
         """Hold every vCPU; waits until none executes guest code."""
         self.paused = True
         self.timers.hold(True)
-        vcpus = list(self.vcpus.values())
-        for vcpu in vcpus:
-            vcpu.set_paused(True)
-        for vcpu in vcpus:
-            if not vcpu.wait_until_stopped(PAUSE_TIMEOUT):
-                raise BackendError(f"tcg-unicorn: CPU {vcpu.index} did not pause "
-                                   f"within {PAUSE_TIMEOUT}s")
+        pause_vcpus(list(self.vcpus.values()), PAUSE_TIMEOUT)
 
     def resume(self) -> None:
         """Let every vCPU run again."""
         self.paused = False
         self.timers.hold(False)
-        for vcpu in list(self.vcpus.values()):
-            vcpu.set_paused(False)
+        resume_vcpus(list(self.vcpus.values()))
 
     def stats(self) -> dict[str, Any]:
         """Live engines and threads, the translation-context pool, cumulative totals."""

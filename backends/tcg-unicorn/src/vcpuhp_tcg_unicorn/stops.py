@@ -41,11 +41,11 @@ import heapq
 import logging
 import os
 import struct
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from vcpuhp.deadline_thread import DeadlineThread, Work
 from vcpuhp_tcg_unicorn.binding import UcError, arm64, unicorn
 from vcpuhp_tcg_unicorn.internals import close_scratch, handle_address
 
@@ -146,22 +146,19 @@ def enable_block_boundary_stops(uc: Any) -> bool:
     return _set_flag(uc)
 
 
-class StopRetrier:
+class StopRetrier(DeadlineThread):
     """Repeats stop requests until the run they target has ended.
 
-    ``watch(key, still_wanted)`` after a stop request: if ``still_wanted()``
-    is still true :data:`RETRY_SECONDS` later, it is called again with
-    ``retry=True`` semantics -- the callable itself re-issues the stop and
-    says whether to keep watching. The thread waits without a timeout while
-    nothing is watched.
+    ``watch(retry)`` after a stop request: :data:`RETRY_SECONDS` later the
+    thread calls ``retry()``, which re-issues the stop if the run is still
+    going and says whether to keep watching. The thread waits without a
+    timeout while nothing is watched.
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        super().__init__("vcpuhp-stop-retry")
         self._due: list[tuple[float, int, Callable[[], bool]]] = []
         self._serial = 0
-        self._closed = False
-        self._thread: threading.Thread | None = None
         self.retries = 0
 
     def watch(self, retry: Callable[[], bool]) -> None:
@@ -169,46 +166,31 @@ class StopRetrier:
         with self._cond:
             if self._closed:
                 return
-            self._serial += 1
-            heapq.heappush(self._due, (time.monotonic() + RETRY_SECONDS, self._serial, retry))
+            self._push(retry)
             self._cond.notify()
 
-    def start(self) -> None:
-        """Start the thread (idempotent)."""
-        with self._cond:
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, name="vcpuhp-stop-retry",
-                                                daemon=True)
-                self._thread.start()
+    def _push(self, retry: Callable[[], bool]) -> None:
+        self._serial += 1
+        heapq.heappush(self._due, (time.monotonic() + RETRY_SECONDS, self._serial, retry))
 
-    def close(self) -> None:
-        """Stop the thread (pending retries are dropped)."""
-        with self._cond:
-            self._closed = True
-            self._due.clear()
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+    def _forget(self) -> None:
+        self._due.clear()
 
-    def _run(self) -> None:
-        while True:
+    def _next(self) -> tuple[Work | None, float | None]:
+        if not self._due:
+            return None, None
+        delay = self._due[0][0] - time.monotonic()
+        if delay > 0:
+            return None, delay
+        _, _, retry = heapq.heappop(self._due)
+        return lambda: self._retry(retry), None
+
+    def _retry(self, retry: Callable[[], bool]) -> None:
+        if retry():
             with self._cond:
-                while not self._closed and not self._due:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                delay = self._due[0][0] - time.monotonic()
-                if delay > 0:
-                    self._cond.wait(delay)
-                    continue
-                _, _, retry = heapq.heappop(self._due)
-            if retry():
                 self.retries += 1
-                with self._cond:
-                    self._serial += 1
-                    heapq.heappush(self._due, (time.monotonic() + RETRY_SECONDS, self._serial,
-                                               retry))
+                if not self._closed:
+                    self._push(retry)
 
 
 __all__ = [

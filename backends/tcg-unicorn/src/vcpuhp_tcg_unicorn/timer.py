@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from vcpuhp.deadline_thread import DeadlineThread, Work
 from vcpuhp_tcg_unicorn.hostthread import reduce_timer_slack
 
 COUNTER_PERIOD_NS: Final = 16
@@ -78,16 +79,14 @@ class _Timer:
     level: bool = False
 
 
-class TimerService:
+class TimerService(DeadlineThread):
     """Deadlines of every vCPU's timers, fired by one thread."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        super().__init__("vcpuhp-timers")
         self._heap: list[tuple[int, int, int, GenericTimer, int]] = []
         self._serial = 0
-        self._closed = False
         self._held = False
-        self._thread: threading.Thread | None = None
         self.fired = 0
         self.wakeup_errors_ns: list[int] = []
         """How late each expiry was raised (ns after its deadline); the last 10,000."""
@@ -116,53 +115,34 @@ class TimerService:
             if self._heap[0][1] == self._serial:
                 self._cond.notify()
 
-    def start(self) -> None:
-        """Start the thread (idempotent)."""
-        with self._cond:
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, name="vcpuhp-timers", daemon=True)
-                self._thread.start()
-
     def hold(self, held: bool) -> None:
         """While held (the machine is paused), expiries wait; they fire on release."""
         with self._cond:
             self._held = held
             self._cond.notify()
 
-    def close(self) -> None:
-        """Stop the thread; nothing fires afterwards."""
-        with self._cond:
-            self._closed = True
-            self._heap.clear()
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+    def _thread_started(self) -> None:
+        reduce_timer_slack()
 
-    def _drop_stale(self) -> None:
-        """Pop deadlines that were re-armed or whose owner fires them itself (call locked)."""
+    def _forget(self) -> None:
+        self._heap.clear()
+
+    def _next(self) -> tuple[Work | None, float | None]:
         heap = self._heap
+        # Drop deadlines that were re-armed or whose owner fires them itself.
         while heap and not heap[0][3].is_current(heap[0][2], heap[0][4]):
             heapq.heappop(heap)
+        if not heap or self._held:
+            return None, None
+        wait_ns = heap[0][0] * COUNTER_PERIOD_NS - time.monotonic_ns()
+        if wait_ns > 0:
+            return None, wait_ns / 1e9
+        _, _, which, timer, generation = heapq.heappop(heap)
+        return lambda: self._expire(timer, which, generation, -wait_ns), None
 
-    def _run(self) -> None:
-        reduce_timer_slack()
-        while True:
-            with self._cond:
-                self._drop_stale()
-                while not self._closed and (not self._heap or self._held):
-                    self._cond.wait()
-                    self._drop_stale()
-                if self._closed:
-                    return
-                deadline = self._heap[0][0]
-                wait_ns = deadline * COUNTER_PERIOD_NS - time.monotonic_ns()
-                if wait_ns > 0:
-                    self._cond.wait(wait_ns / 1e9)
-                    continue
-                _, _, which, timer, generation = heapq.heappop(self._heap)
-            if timer.expire(which, generation):
-                self.record(-wait_ns)
+    def _expire(self, timer: GenericTimer, which: int, generation: int, late_ns: int) -> None:
+        if timer.expire(which, generation):
+            self.record(late_ns)
 
 
 class GenericTimer:

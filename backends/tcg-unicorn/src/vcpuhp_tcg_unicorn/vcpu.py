@@ -11,27 +11,21 @@ exact, whichever thread asks. A :class:`~vcpuhp_tcg_unicorn.stops.StopRetrier`
 repeats a stop that raced with the start of a run. When exact asynchronous
 stops are not available, runs fall back to instruction-count slices.
 
-Threads and locks (the machine has one ``RLock``; each vCPU has a
-:class:`threading.Condition` of its own):
+Threads and locks: the host thread, its requests, the epochs and the
+abandonable machine calls are :class:`vcpuhp.vcpu_thread.ThreadedVcpu`'s
+(requests never block; every call into the machine -- MMIO, PSCI, ``ICC_*``,
+``vcpu_started``, ``vcpu_fault`` -- gives up once the vCPU was powered off or
+told to exit, woken without polling; the vCPU thread never holds its
+condition while it calls the machine). This module supplies the Unicorn parts:
 
-* Requests never block, so the machine may make them with its lock held,
-  from any thread (PSCI ``CPU_ON`` of B runs on A's thread; ``CPU_OFF`` runs
-  on the CPU's own thread inside its ``hvc`` hook).
-* The vCPU thread never holds its condition while it calls the machine, and
-  the machine never needs a vCPU's condition to make progress: no lock-order
-  cycle.
-* Every call a vCPU thread makes into the machine (MMIO, PSCI, ``ICC_*``,
-  ``vcpu_started``, ``vcpu_fault``) takes the machine lock through
-  :meth:`UnicornVcpu._call_machine`, which gives up (raising ``_Aborted``)
-  once the vCPU has been powered off or told to exit: it waits with
-  :meth:`~vcpuhp.machine_lock.MachineLock.acquire_unless`, which any release
-  of the lock and every power-off / exit request
-  (:meth:`~vcpuhp.machine_lock.MachineLock.wake_waiters`) wake -- no polling.
-* Every power-state change bumps an *epoch*. A hook that went to the machine
-  compares epochs when it comes back: if its own vCPU was powered off or reset
-  meanwhile (``CPU_OFF``, ``SYSTEM_RESET``) it ends the run from the
-  exception hook and leaves the registers alone.
-* While the machine is paused, a vCPU that completes a machine call inside a
+* *stopping a running guest*: :meth:`Engine.request_stop`, repeated by the
+  :class:`~vcpuhp_tcg_unicorn.stops.StopRetrier` when it raced with the start
+  of the run (or, with slices, nothing: the slice ends soon);
+* *running the guest*: one engine run, then what it ended on. A hook that went
+  to the machine compares epochs when it comes back: if its own vCPU was
+  powered off or reset meanwhile (``CPU_OFF``, ``SYSTEM_RESET``) it ends the
+  run from the exception hook and leaves the registers alone;
+* while the machine is paused, a vCPU that completes a machine call inside a
   hook waits there (the access done, the instruction not yet retired) until
   resume, so it executes nothing more.
 
@@ -54,16 +48,15 @@ and the GIC's ``ICC_*`` registers are emulated instead.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from vcpuhp.backend import BackendVcpu
-from vcpuhp.errors import BackendError, GicAccessError, GuestError, VcpuhpError
+from vcpuhp.errors import GicAccessError, GuestError, VcpuhpError
 from vcpuhp.gic import ICC_SYSREGS
 from vcpuhp.psci import to_register
 from vcpuhp.topology import CpuSlot
+from vcpuhp.vcpu_thread import Abandoned, Start, ThreadedVcpu
 from vcpuhp_tcg_unicorn.binding import UcError
 from vcpuhp_tcg_unicorn.binding import const as unicorn_const
 from vcpuhp_tcg_unicorn.coherence import CoherenceDomain, maintenance_for
@@ -99,7 +92,6 @@ from vcpuhp_tcg_unicorn.timer import (
 if TYPE_CHECKING:
     from vcpuhp.machine import VirtMachine
 
-_log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 DEFAULT_SLICE: Final = 100_000
@@ -133,12 +125,12 @@ def _access_name(access: int) -> str:
     return f"access type {access}"
 
 
-class _Aborted(Exception):
-    """The vCPU was powered off or told to exit while it waited for the machine."""
-
-
-class UnicornVcpu(BackendVcpu):
+class UnicornVcpu(ThreadedVcpu):
     """One slot's engine, host thread, timers and run state."""
+
+    label = "tcg-unicorn"
+    thread_name_prefix = "vcpuhp-cpu"
+    join_timeout = JOIN_TIMEOUT
 
     def __init__(
         self,
@@ -158,10 +150,9 @@ class UnicornVcpu(BackendVcpu):
         coherence: CoherenceDomain | None = None,
         token: ExecutionToken | None = None,
     ) -> None:
-        super().__init__(slot)
+        super().__init__(slot, machine)
         self._coherence = coherence if coherence is not None else CoherenceDomain()
         self._token = token if token is not None else ExecutionToken(serial=False)
-        self._machine = machine
         self._pool = pool
         self._retrier = retrier
         if spare is not None:  # an engine an unplugged vCPU left behind (same options)
@@ -173,21 +164,14 @@ class UnicornVcpu(BackendVcpu):
         self.slice_instructions = 0 if self.engine.exact_async_stops else slice_instructions
         """Instructions per run; 0 (exact asynchronous stops) runs until stopped."""
         self.timer = GenericTimer(timers, self._set_timer_line)
-        self._cond = threading.Condition()
-        # Fields below are guarded by _cond.
-        self._powered = False
-        self._start: tuple[int, tuple[int, ...]] | None = None
-        self._epoch = 0
-        self._quit = False
-        self._paused = False
+        # Guarded by _cond (besides ThreadedVcpu's fields):
         self._kicked = False
-        self._in_engine = False
         self._run_serial = 0
         self._stop_requested_for = -1
-        self._blocked_on_machine = False
-        self._held = False
         self._in_wfi = False
         # Owned by the vCPU thread.
+        self._waiting_for_interrupt = False
+        """The last run ended on ``wfi`` with no interrupt pending: run again only when kicked."""
         self._run_epoch = 0
         self._hook_stopped = False
         self._after_run: Callable[[], None] | None = None
@@ -196,21 +180,12 @@ class UnicornVcpu(BackendVcpu):
         """Registers at a store to unbacked memory; set, the rest of the run is void."""
         self._last_taken: SyncException | None = None
         self._entered_at = -1
-        self.thread: threading.Thread | None = None
-        self.thread_id: int | None = None
-        """Native id of the host thread (QMP ``query-cpus-fast`` ``thread-id``)."""
         self.context: TranslationContext | None = None
         self.irqs_taken = 0
         self.exceptions_taken = 0
-        self.faults = 0
         self.stops_requested = 0
         self.maintenance_done = 0
         """TLB and cache maintenance instructions emulated (see the coherence module)."""
-
-    @property
-    def index(self) -> int:
-        """The CPU index."""
-        return self.slot.index
 
     @property
     def sleeping_in_wfi(self) -> bool:
@@ -218,65 +193,20 @@ class UnicornVcpu(BackendVcpu):
         with self._cond:
             return self._in_wfi
 
-    @property
-    def thread_alive(self) -> bool:
-        """Whether the host thread exists and runs."""
-        return self.thread is not None and self.thread.is_alive()
-
-    # -- life cycle (realize / unrealize: these two wait for the thread) ---------------------
-
-    def start_thread(self, paused: bool) -> None:
-        """Start the host thread powered off; returns once it registered its context."""
-        if self.thread is not None:
-            raise BackendError(f"tcg-unicorn: CPU {self.index} already has a host thread")
-        with self._cond:
-            self._quit = False
-            self._paused = paused
-            self._powered = False
-            self._start = None
-            self._epoch += 1
-        ready = threading.Event()
-        startup_errors: list[BaseException] = []
-        thread = threading.Thread(target=self._main, args=(ready, startup_errors), daemon=True,
-                                  name=f"vcpuhp-cpu{self.index}")
-        self.thread = thread
-        thread.start()
-        ready.wait()
-        if startup_errors:
-            thread.join()
-            self.thread = None
-            raise startup_errors[0]
+    # -- life cycle: the generic timer goes with the thread ------------------------------------
 
     def stop_thread(self) -> None:
         """Make the host thread exit and join it (it unregisters its context on the way)."""
-        thread = self.thread
-        if thread is None:
+        if self.thread is None:
             return
-        if thread is threading.current_thread():
-            raise BackendError(f"tcg-unicorn: CPU {self.index} cannot join its own thread")
-        with self._cond:
-            self._quit = True
-            self._powered = False
-            self._start = None
-            self._epoch += 1
-            self._request_stop()
-            self._cond.notify_all()
-        self._machine.lock.wake_waiters()  # it may be waiting for the lock this thread holds
-        self._token.wake()  # or for its turn to run
-        thread.join(JOIN_TIMEOUT)
-        if thread.is_alive():
-            raise BackendError(
-                f"tcg-unicorn: CPU {self.index}'s thread did not exit within {JOIN_TIMEOUT}s"
-            )
-        self.thread = None
-        self.thread_id = None
+        super().stop_thread()
         self.timer.reset()
 
     # -- control, from any thread (never blocks) ------------------------------------------
 
-    def _request_stop(self) -> None:
-        """End the current run at its next block boundary (call with ``_cond`` held)."""
-        if not self._in_engine or self._stop_requested_for == self._run_serial:
+    def _stop_guest(self) -> None:
+        """End the current run at its next block boundary (``_cond`` held, engine running)."""
+        if self._stop_requested_for == self._run_serial:
             return
         self._stop_requested_for = self._run_serial
         if self.slice_instructions:
@@ -290,111 +220,64 @@ class UnicornVcpu(BackendVcpu):
     def _repeat_stop(self, serial: int) -> bool:
         """The retrier's call: stop run ``serial`` again if it is still going."""
         with self._cond:
-            if not self._in_engine or self._run_serial != serial:
+            if not self._executing or self._run_serial != serial:
                 return False
             self._stop_requested_for = serial
             self.engine.request_stop()
             return True
 
-    def power_on(self, entry_point: int, args: Sequence[int]) -> None:
-        """Reset and start at ``entry_point``; the thread reports ``vcpu_started``."""
-        with self._cond:
-            if self.thread is None or self._quit:
-                raise BackendError(f"tcg-unicorn: CPU {self.index} is not realized")
-            self._powered = True
-            self._start = (entry_point, tuple(args))
-            self._epoch += 1
-            self._request_stop()
-            self._cond.notify_all()
-        self._machine.lock.wake_waiters()  # a call it was waiting to make is void now
-        self._token.wake()  # and so is the run it was waiting to start
-
-    def power_off(self) -> None:
-        """Stop executing (at the next block boundary); the thread then waits."""
-        with self._cond:
-            self._powered = False
-            self._start = None
-            self._epoch += 1
-            self._request_stop()
-            self._cond.notify_all()
-        self._machine.lock.wake_waiters()  # a call it was waiting to make is void now
-        self._token.wake()  # and so is the run it was waiting to start
-
     def kick(self) -> None:
         """The GIC may have an interrupt for this CPU: wake it from ``wfi`` or stop its run."""
         with self._cond:
             self._kicked = True
-            self._request_stop()
-            self._cond.notify_all()
+            self._wants_attention()
+
+    def _wants_attention(self) -> None:
+        """Also make the thread look at the request if it waits for its turn to run."""
+        super()._wants_attention()
+        self._token.wake()
 
     def stop_running(self) -> None:
         """End the current run at its next block boundary, if the engine is running guest
         code; a vCPU in ``wfi`` or powered off is left as it is (coherence maintenance)."""
         with self._cond:
-            self._request_stop()
-
-    def set_paused(self, paused: bool) -> None:
-        """Hold the vCPU at its next block boundary or machine call (``True``), or let it go."""
-        with self._cond:
-            self._paused = paused
-            if paused:
-                self._request_stop()
-            self._cond.notify_all()
-        if paused:
-            self._token.wake()  # a vCPU waiting for its turn gives it up
-
-    def wait_until_stopped(self, timeout: float) -> bool:
-        """After pausing: wait until the vCPU executes nothing (or waits for the machine)."""
-        if self.thread is threading.current_thread():
-            return True
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: not self._in_engine or self._blocked_on_machine or self._held, timeout
-            )
+            if self._executing:
+                self._stop_guest()
 
     # -- the host thread ----------------------------------------------------------------------
 
-    def _main(self, ready: threading.Event, startup_errors: list[BaseException]) -> None:
-        try:
-            context = self._pool.register(self.index, self.engine.id, self.engine.tb_size)
-        except BaseException as exc:
-            startup_errors.append(exc)
-            ready.set()
-            return
-        self.context = context
-        self.thread_id = threading.get_native_id()
+    def _thread_started(self) -> None:
+        """Register the thread's translation context (the pool may be full: then no thread)."""
+        self.context = self._pool.register(self.index, self.engine.id, self.engine.tb_size)
         reduce_timer_slack()  # it sleeps until its guest's timer deadlines
-        ready.set()
-        try:
-            self._loop()
-        except BaseException as exc:  # a bug in the loop itself: report, never hang
-            _log.exception("CPU %d: vCPU thread failed", self.index)
-            self._fault(None, exc)
-        finally:
-            self._pool.unregister(context)
+
+    def _thread_exiting(self) -> None:
+        if self.context is not None:
+            self._pool.unregister(self.context)
             self.context = None
 
-    def _may_run(self, waiting_for_interrupt: bool) -> bool:
-        if not self._powered or self._paused:
+    def _may_run(self) -> bool:
+        if not super()._may_run():
             return False
-        return self._start is not None or not waiting_for_interrupt or self._kicked
+        return self._start is not None or not self._waiting_for_interrupt or self._kicked
 
-    def _wait_until_runnable(self, waiting_for_interrupt: bool) -> None:
+    def _wait_until_runnable(self) -> None:
         """Sleep on the condition until the vCPU may run or must exit.
 
         In ``wfi`` (and not paused) the thread also fires its own generic-timer
         deadlines (:meth:`GenericTimer.sleep`): it wakes at the earliest one, and
         raising the timer's line kicks it.
         """
+        waiting_for_interrupt = self._waiting_for_interrupt
         while True:
             with self._cond:
-                if self._quit or self._may_run(waiting_for_interrupt):
+                if self._quit or self._may_run():
                     return
                 sleeping = waiting_for_interrupt and not self._paused
                 deadline = self.timer.sleep() if sleeping else None
                 self._in_wfi = waiting_for_interrupt
                 try:
-                    while not self._quit and not self._may_run(waiting_for_interrupt):
+                    while not self._quit and not self._may_run():
                         if deadline is None or self._paused:
                             self._cond.wait()
                             continue
@@ -407,33 +290,23 @@ class UnicornVcpu(BackendVcpu):
                     if sleeping:  # raising a due line kicks this vCPU; paused: nothing fires
                         self.timer.wake(fire=not self._paused)
 
-    def _loop(self) -> None:
-        waiting_for_interrupt = False
-        while True:
-            self._wait_until_runnable(waiting_for_interrupt)
-            with self._cond:
-                if self._quit:
-                    return
-                if not self._may_run(waiting_for_interrupt):
-                    continue  # changed between the wait and here
-                start, self._start = self._start, None
-                epoch = self._epoch
-                self._kicked = False
-            try:
-                if start is not None:
-                    waiting_for_interrupt = False
-                    self.timer.reset()
-                    self.engine.reset(*start)
-                    self._last_taken = None
-                    self._call_machine(epoch, self._machine.vcpu_started, self.index)
-                line = self._sync_irq_line()
-                if waiting_for_interrupt and not line:
-                    continue  # a kick for someone else's benefit: sleep on
-                # With the line up QEMU takes the interrupt as soon as PSTATE.I allows, and
-                # wfi completes at once; with it down a wfi ends the run.
-                waiting_for_interrupt = self._run(epoch)
-            except _Aborted:
-                continue
+    def _take_work(self) -> tuple[int, Start | None]:
+        self._kicked = False  # the run about to start drives the IRQ input afresh
+        return super()._take_work()
+
+    def _reset_guest(self, entry_point: int, args: tuple[int, ...]) -> None:
+        self._waiting_for_interrupt = False
+        self.timer.reset()
+        self.engine.reset(entry_point, args)
+        self._last_taken = None
+
+    def _run_guest(self, epoch: int) -> None:
+        line = self._sync_irq_line()
+        if self._waiting_for_interrupt and not line:
+            return  # a kick for someone else's benefit: sleep on
+        # With the line up QEMU takes the interrupt as soon as PSTATE.I allows, and
+        # wfi completes at once; with it down a wfi ends the run.
+        self._waiting_for_interrupt = self._run(epoch)
 
     def _sync_irq_line(self) -> bool:
         """Drive the engine's IRQ input from the GIC (own thread: between runs or in a hook)."""
@@ -454,13 +327,11 @@ class UnicornVcpu(BackendVcpu):
                 self._quit or self._paused or self._epoch != epoch)):
             return False
         with self._cond:
-            runnable = not (self._epoch != epoch or self._quit or self._paused
-                            or not self._powered)
+            runnable = self._enter_guest(epoch)
             if runnable:
                 # Kicked while it waited for its turn: drive the IRQ input again below rather
                 # than give the turn up (kicks come every few ms: it would never run).
                 kicked, self._kicked = self._kicked, False
-                self._in_engine = True
                 self._run_serial += 1
                 self._run_epoch = epoch
         if not runnable:
@@ -475,16 +346,14 @@ class UnicornVcpu(BackendVcpu):
         error: BaseException | None = None
         try:
             self.engine.run(self.slice_instructions)
-        except _Aborted:
+        except Abandoned:
             pass
         except BaseException as exc:
             error = exc
         finally:
             with self._cond:
-                self._in_engine = False
-                current = self._epoch == epoch
+                current = self._leave_guest(epoch)
                 stopped = self._stop_requested_for == self._run_serial
-                self._cond.notify_all()
             self._token.release(self)
         after = self._pop_after_run()
         if error is not None:
@@ -547,19 +416,9 @@ class UnicornVcpu(BackendVcpu):
     def _set_timer_line(self, intid: int, level: bool) -> None:
         self._machine.gic.set_ppi(self.index, intid, level)
 
-    def _fault(self, epoch: int | None, error: BaseException) -> None:
-        with self._cond:
-            if epoch is not None and self._epoch != epoch:
-                return
-            self._powered = False
-            self._start = None
-            self._epoch += 1
-        self.faults += 1
-        self.timer.reset()
-        try:
-            self._call_machine(None, self._machine.vcpu_fault, self.index, error)
-        except _Aborted:
-            _log.warning("CPU %d stopped while exiting: %s", self.index, error)
+    def _on_fault(self, error: BaseException) -> BaseException:
+        self.timer.reset()  # a stopped CPU's timer fires nothing
+        return error
 
     def _explain(self, error: BaseException,
                  invalid: tuple[int, int, int, int] | None) -> BaseException:
@@ -576,48 +435,6 @@ class UnicornVcpu(BackendVcpu):
         fault = VcpuFault(f"{error}{where}{pc}")
         fault.__cause__ = error
         return fault
-
-    def _call_machine(self, epoch: int | None, fn: Callable[..., _T], *args: Any) -> _T:
-        """Call ``fn`` holding the machine lock; ``_Aborted`` if this vCPU was stopped meanwhile.
-
-        ``epoch`` ``None``: give up only when the thread is told to exit.
-        """
-        lock = self._machine.lock
-        if not lock.acquire(blocking=False):
-            with self._cond:
-                self._blocked_on_machine = True
-                self._cond.notify_all()
-            try:
-                # Another thread holds the lock and may be joining this one (eject): wait
-                # until it releases it, or until this vCPU is powered off or told to exit
-                # (those call wake_waiters). The flags are read without _cond on purpose:
-                # the check runs under the lock's own internal lock.
-                if not lock.acquire_unless(lambda: self._quit or (
-                        epoch is not None and self._epoch != epoch)):
-                    raise _Aborted
-            finally:
-                with self._cond:
-                    self._blocked_on_machine = False
-        try:
-            self._check_current(epoch)
-            result = fn(*args)
-        finally:
-            lock.release()
-        self._hold_while_paused(epoch)
-        return result
-
-    def _hold_while_paused(self, epoch: int | None) -> None:
-        with self._cond:
-            while self._paused and not self._quit and (epoch is None or self._epoch == epoch):
-                self._held = True
-                self._cond.notify_all()
-                self._cond.wait()
-            self._held = False
-
-    def _check_current(self, epoch: int | None) -> None:
-        with self._cond:
-            if self._quit or (epoch is not None and self._epoch != epoch):
-                raise _Aborted
 
     # -- GuestExits: hooks, on this vCPU's thread inside Engine.run() -------------------------
 
@@ -754,9 +571,7 @@ class UnicornVcpu(BackendVcpu):
                                         function_id, *args)
         except VcpuhpError as exc:
             raise VcpuFault(f"PSCI call {function_id:#x} at pc {pc:#x} failed: {exc}") from exc
-        with self._cond:
-            current = self._epoch == epoch
-        if not current:  # CPU_OFF, SYSTEM_OFF or SYSTEM_RESET took this vCPU down
+        if not self._is_current(epoch):  # CPU_OFF, SYSTEM_OFF or SYSTEM_RESET took it down
             self._hook_stopped = True
             engine.stop_from_exception_hook()
             return

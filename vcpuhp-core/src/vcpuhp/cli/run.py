@@ -140,6 +140,7 @@ def cmd_run(args: argparse.Namespace, plugins: PluginManager) -> int:
     servers: list[Any] = []
     try:
         machine = build_machine(args, plugins)
+        _warn_unexecuted_image(args, machine)
         machine.events.subscribe(event_printer(out.write_line))
         machine.events.subscribe(ending.on_event)
         out.write_line(LEGEND)
@@ -168,6 +169,17 @@ def cmd_run(args: argparse.Namespace, plugins: PluginManager) -> int:
               "(--on-crash=pause keeps the machine)", file=sys.stderr)
         return 1
     return 0
+
+
+def _warn_unexecuted_image(args: argparse.Namespace, machine: VirtMachine) -> None:
+    """Say so when ``--kernel``/``--initrd`` name files a backend that runs no guest code
+    will never load (``null``: the autopilot or a qtest client plays the guest)."""
+    given = [option for option, value in (("--kernel", args.kernel), ("--initrd", args.initrd))
+             if value is not None]
+    if given and not machine.backend.capabilities.executes_guest_code:
+        print(f"vcpuhp: warning: {' and '.join(given)} not loaded: backend "
+              f"{machine.backend.name!r} executes no guest code; use an executing backend "
+              "(--accel tcg-unicorn or kvm) to boot it", file=sys.stderr)
 
 
 def _start_servers(args: argparse.Namespace, machine: VirtMachine, out: OutputWriter,

@@ -250,7 +250,7 @@ class ScriptedGuest:
         for event in found:
             vcpu = self.machine.vcpus[event.index]
             if event.kind == "insert":
-                started = self.cpu_on(event.index) == 0 and self.wait_started(event.index)
+                started = self.bring_up(event.index)
                 self.ost(event.index, OST_DEVICE_CHECK, OST_SUCCESS if started else OST_FAILURE)
             else:
                 if vcpu.online:
@@ -261,21 +261,25 @@ class ScriptedGuest:
                          OST_FAILURE if vcpu.enabled else OST_SUCCESS)
         return found
 
+    def bring_up(self, index: int) -> bool:
+        """What the guest does to online CPU ``index``: ``CPU_ON``, then wait until it
+        runs; whether it came online (the ``_OST`` status of an insert)."""
+        return self.cpu_on(index) == 0 and self.wait_started(index)
+
+    def cold_booted_secondaries(self, maxcpus: int | None = None) -> list[int]:
+        """The cold-booted CPUs other than the boot CPU that a guest booted with
+        ``maxcpus=`` onlines, in order (all of them without ``maxcpus``)."""
+        cold = [slot.index for slot in self.machine.topology.cold_booted
+                if slot.index != self.boot_cpu]
+        return cold if maxcpus is None else cold[:max(maxcpus - 1, 0)]
+
     def boot(self, maxcpus: int | None = None) -> None:
         """Online the cold-booted CPUs up to ``maxcpus`` (the guest's ``maxcpus=``),
         once the boot CPU runs."""
         if not self.wait_started(self.boot_cpu):
             return  # reset again meanwhile: the next boot does it
-        limit = len(self.machine.topology.cold_booted) if maxcpus is None else maxcpus
-        online = 1
-        for slot in self.machine.topology.cold_booted:
-            if slot.index == self.boot_cpu:
-                continue
-            if online >= limit:
-                break
-            if self.cpu_on(slot.index) == 0:
-                self.wait_started(slot.index)
-            online += 1
+        for index in self.cold_booted_secondaries(maxcpus):
+            self.bring_up(index)
 
 
 class CooperativeGuest:

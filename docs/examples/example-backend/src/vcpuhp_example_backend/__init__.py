@@ -8,45 +8,63 @@ each realized vCPU has a host thread that "runs" it between ``power_on`` and
 ``power_off``. Running here means: report :meth:`VirtMachine.vcpu_started`
 and wait.
 
-The two things every threaded backend must get right are marked below:
+The thread comes from :class:`vcpuhp.vcpu_thread.ThreadedVcpu`, which gets
+right what every threaded backend must:
 
-* the machine calls :meth:`power_on`, :meth:`power_off` and :meth:`kick`
-  with its lock held, so they only change fields under the vCPU's own
+* the machine calls :meth:`power_on`, :meth:`power_off` and :meth:`pause`
+  with its lock held, so they only record a request under the vCPU's own
   condition and return (*non-blocking*);
 * the vCPU thread calls into the machine (``vcpu_started``), which takes the
-  machine lock; while it waits for that lock it keeps checking whether its
-  vCPU was powered off meanwhile, and gives the call up if so. That is what
-  lets :meth:`unrealize_vcpu` -- called on eject with the machine lock held --
-  join the thread without deadlock (*lock rules*).
+  machine lock; while it waits for that lock it gives the call up as soon as
+  its vCPU is powered off. That is what lets :meth:`unrealize_vcpu` -- called
+  on eject with the machine lock held -- join the thread without deadlock
+  (*lock rules*).
+
+What is left to write is the accelerator's part: how a vCPU runs
+(:meth:`ExampleVcpu._run_guest`) and how a running one is made to return
+(:meth:`ExampleVcpu._stop_guest`).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from vcpuhp.backend import AcceleratorBackend, BackendCapabilities, BackendVcpu
 from vcpuhp.errors import BackendError, ConfigError
 from vcpuhp.topology import CpuSlot
+from vcpuhp.vcpu_thread import ThreadedVcpu, pause_vcpus, resume_vcpus
 
-LOCK_POLL: Final = 0.01
-"""Seconds between looks at "was I powered off?" while waiting for the machine lock."""
+if TYPE_CHECKING:
+    from vcpuhp.machine import VirtMachine
+
+PAUSE_TIMEOUT: Final = 10.0
+"""Seconds pause waits for a vCPU to stop."""
 
 
-class ExampleVcpu(BackendVcpu):
-    """One slot's vCPU: a host thread while realized, and its run state."""
+class ExampleVcpu(ThreadedVcpu):
+    """One slot's vCPU: a host thread while realized. "Running" is waiting to be stopped."""
 
-    def __init__(self, slot: CpuSlot) -> None:
-        super().__init__(slot)
-        self.cond = threading.Condition()
-        # Guarded by cond:
-        self.thread: threading.Thread | None = None
-        self.start_pending = False
-        self.exit = False
-        self.epoch = 0
-        """Bumped by every power_on, power_off and unrealize: a thread that sees it
-        change while it waited knows its vCPU was stopped meanwhile."""
+    label = "example"
+    thread_name_prefix = "example-cpu"
+
+    def __init__(self, slot: CpuSlot, machine: VirtMachine) -> None:
+        super().__init__(slot, machine)
+        self._stop_wanted = False  # guarded by _cond
+
+    def _run_guest(self, epoch: int) -> None:
+        """Nothing to execute: wait, like a CPU in ``wfi``, until a request needs the thread."""
+        with self._cond:
+            if not self._enter_guest(epoch):  # a request came first: do not run
+                return
+            self._stop_wanted = False
+            while not self._stop_wanted:
+                self._cond.wait()
+            self._leave_guest(epoch)
+
+    def _stop_guest(self) -> None:
+        """Called (with the condition held) when power_off, pause or unrealize needs the thread."""
+        self._stop_wanted = True
 
 
 class ExampleBackend(AcceleratorBackend):
@@ -62,15 +80,18 @@ class ExampleBackend(AcceleratorBackend):
             raise ConfigError(f"example backend: unknown option(s) "
                               f"{', '.join(sorted(self.options))}; it takes none")
         self.vcpus: dict[int, ExampleVcpu] = {}
+        self.paused = False
         self.total_threads_started = 0
 
     # -- create and realize ---------------------------------------------------------------
 
     def create_vcpu(self, slot: CpuSlot) -> ExampleVcpu:
         """Every possible slot at realize (we park): just the object, no thread yet."""
+        if self.machine is None:
+            raise BackendError("example: create_vcpu before attach")
         if slot.index in self.vcpus:
             raise BackendError(f"example: CPU {slot.index} already has a vCPU")
-        vcpu = self.vcpus[slot.index] = ExampleVcpu(slot)
+        vcpu = self.vcpus[slot.index] = ExampleVcpu(slot, self.machine)
         return vcpu
 
     def _own(self, vcpu: BackendVcpu) -> ExampleVcpu:
@@ -80,79 +101,35 @@ class ExampleBackend(AcceleratorBackend):
 
     def realize_vcpu(self, vcpu: BackendVcpu) -> None:
         """Start the vCPU's thread, powered off (it waits for power_on)."""
-        own = self._own(vcpu)
-        with own.cond:
-            if own.thread is not None:
-                raise BackendError(f"example: CPU {own.slot.index} is already realized")
-            own.exit = own.start_pending = False
-            own.epoch += 1
-            own.thread = threading.Thread(target=self._run, args=(own,), daemon=True,
-                                          name=f"example-cpu{own.slot.index}")
-        own.thread.start()
+        self._own(vcpu).start_thread(paused=self.paused)
         self.total_threads_started += 1
 
     def unrealize_vcpu(self, vcpu: BackendVcpu) -> None:
         """Tell the thread to exit and join it: when this returns, the thread has ended."""
-        own = self._own(vcpu)
-        with own.cond:
-            thread, own.thread = own.thread, None
-            own.exit, own.start_pending = True, False
-            own.epoch += 1
-            own.cond.notify_all()
-        if thread is not None:
-            thread.join()
+        self._own(vcpu).stop_thread()
 
-    # -- power: called with the machine lock held, so they never wait ----------------------
+    # -- requests: called with the machine lock held, so they never wait -------------------
 
     def power_on(self, vcpu: BackendVcpu, entry_point: int, args: Sequence[int]) -> None:
         """Ask the thread to start the vCPU; it reports vcpu_started itself."""
-        own = self._own(vcpu)
-        with own.cond:
-            if own.thread is None:
-                raise BackendError(f"example: CPU {own.slot.index} is not realized")
-            own.start_pending = True
-            own.epoch += 1
-            own.cond.notify_all()
+        self._own(vcpu).power_on(entry_point, args)
 
     def power_off(self, vcpu: BackendVcpu) -> None:
         """Stop the vCPU; the thread notices (never wait for it here)."""
-        own = self._own(vcpu)
-        with own.cond:
-            own.start_pending = False
-            own.epoch += 1
-            own.cond.notify_all()
+        self._own(vcpu).power_off()
 
     def kick(self, vcpu: BackendVcpu) -> None:
         """Nothing to wake: this backend's vCPUs never wait for interrupts."""
 
-    # -- the vCPU thread ---------------------------------------------------------------------
+    def pause(self) -> None:
+        """Hold every vCPU; returns once none runs."""
+        self.paused = True
+        pause_vcpus(self.vcpus.values(), PAUSE_TIMEOUT)
 
-    def _run(self, vcpu: ExampleVcpu) -> None:
-        while True:
-            with vcpu.cond:
-                while not vcpu.exit and not vcpu.start_pending:
-                    vcpu.cond.wait()
-                if vcpu.exit:
-                    return
-                vcpu.start_pending = False
-                epoch = vcpu.epoch
-            self._started(vcpu, epoch)
-
-    def _started(self, vcpu: ExampleVcpu, epoch: int) -> None:
-        """Report ``vcpu_started``, unless the vCPU was stopped while we waited for the lock."""
-        machine = self.machine
-        assert machine is not None
-        while not machine.lock.acquire(timeout=LOCK_POLL):
-            with vcpu.cond:
-                if vcpu.epoch != epoch:
-                    return  # powered off (or unrealized) meanwhile: give the call up
-        try:
-            with vcpu.cond:
-                if vcpu.epoch != epoch:
-                    return
-            machine.vcpu_started(vcpu.slot.index)
-        finally:
-            machine.lock.release()
+    def resume(self) -> None:
+        """Let every vCPU run again."""
+        self.paused = False
+        resume_vcpus(self.vcpus.values())
 
     # -- the rest ----------------------------------------------------------------------------
 
@@ -167,7 +144,7 @@ class ExampleBackend(AcceleratorBackend):
     def close(self) -> None:
         """End every thread and forget every vCPU, parked ones too."""
         for vcpu in list(self.vcpus.values()):
-            self.unrealize_vcpu(vcpu)
+            vcpu.stop_thread()
         self.vcpus.clear()
 
 
