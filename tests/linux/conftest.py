@@ -33,11 +33,13 @@ EXECUTING_BACKENDS: Final = ("kvm", "tcg-unicorn")
 GUEST_TESTS: Final = ("test_linux_hotplug.py", "test_linux_run.py", "test_linux_demo.py")
 TCG_UNICORN_GAP: Final = (
     "tcg-unicorn runs Linux 6.12 to its userland (65-80 s on x86) and through these tests, "
-    "but not reliably: about one boot in four hung (no progress after 'Run /init', or no "
-    "userland within 5 minutes). The likely cause: Unicorn 2.1.4 translates LDXR/STXR and "
-    "the LSE atomics as a plain load and store (its curr_cflags() is 0, never CF_PARALLEL), "
-    "so engines executing at once lose atomic updates (two CPUs x 1,000,000 LDADD on one "
-    "counter end ~40% short; test_unicorn_atomics.py). exec=serial makes them atomic, but "
+    "but not reliably: about one boot in four hangs. A hung boot caught in the act: both "
+    "CPUs executing at EL1 for minutes inside one kernel function (0x300 bytes apart: a "
+    "spin-wait), IRQs masked, no exit at all -- a lock that lost an atomic update. Unicorn "
+    "2.1.4 translates LDXR/STXR and the LSE atomics as a plain load and store (its "
+    "curr_cflags() is 0, never CF_PARALLEL), so engines executing at once lose atomic "
+    "updates (two CPUs x 1,000,000 LDADD on one counter end ~40% short; "
+    "test_unicorn_atomics.py). exec=serial makes them atomic, but "
     "Unicorn ends no run on YIELD/WFE, so CPUs spin-waiting for each other burn their turns "
     "and Linux had not reached its userland after 100 s. Not run (a hang costs a boot "
     "timeout per module); pytest --runxfail runs them"
