@@ -54,9 +54,11 @@ NOTIFY_RE = re.compile(r"Dispatching Notify on \[(\w+)\] \(\w+\) Value 0x([0-9A-
 """ACPICA's own log of each Notify the interpreter queues (``-x 4``, ACPI_LV_INFO),
 written synchronously, unlike acpiexec's handlers, which run on detached
 threads and may not have printed before ``quit``."""
-DEBUG_INFO_RE = re.compile(r"^\s*\w+-\d+ \[\d+\]")
+DEBUG_INFO_RE = re.compile(r"^\s*(?:\w+-\d+ \[\d+\]|[A-Z]\w*\s{2,}: )")
 """A line of ACPICA's debug-level log (informational by definition: errors and
-warnings are printed as "ACPI Error" / "ACPI Warning" lines of their own)."""
+warnings are printed as "ACPI Error" / "ACPI Warning" lines of their own):
+``nsload-123 [04] NsLoadTable      : ...``, or only its ``NsLoadTable      : ...``
+part when a Notify handler thread's output split the line after its prefix."""
 TRACE_RE = re.compile(
     r"SystemMemory (Read |Write): Val ([0-9A-Fa-f]+) Addr ([0-9A-Fa-f]+) BitWidth ([0-9A-Fa-f]+)"
 )
