@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from selected_backend import selected_backend
+
 HERE = Path(__file__).parent
+UNICORN_TESTS = {"test_broken_tcg.py"}
+"""Tests that execute guest code under Unicorn: collected only for a tcg-unicorn run."""
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path.name in UNICORN_TESTS:
+        return selected_backend(config) != "tcg-unicorn"
+    return None
 
 
 def install_entry_points(root: Path, distribution: str,

@@ -1,4 +1,5 @@
-"""The suite catches a backend that executes guest code and ignores pause (needs Unicorn)."""
+"""The suite catches a backend that executes guest code and ignores pause (needs Unicorn:
+collected only for a tcg-unicorn run, see ``conftest.py``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,6 @@ import shutil
 import pytest
 
 from conftest import HERE, install_entry_points
-
-pytest.importorskip("vcpuhp_tcg_unicorn",
-                    reason="needs the tcg-unicorn backend (tox -e tcg-unicorn)")
 
 
 def test_the_suite_fails_a_backend_that_keeps_running_while_paused(

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from guest_scenarios import machine_factory
+from selected_backend import selected_backend
 from vcpuhp import VirtMachine
 from vcpuhp_kvm import HostSupport, Kvm, install_kick_handler, probe
 
@@ -25,7 +26,7 @@ NATIVE_TESTS = {"test_kvm_native.py", "test_kvm_backend.py", "test_kvm_guest.py"
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     if collection_path.name in NATIVE_TESTS:
-        return bool(config.getoption("--vcpuhp-backend") != "kvm")
+        return selected_backend(config) != "kvm"
     return None
 
 

@@ -25,6 +25,7 @@ from typing import Final
 import pytest
 from linux_testlib import ARTIFACTS, CONSOLE_LOGS, ENV_FILES, LinuxFiles, LinuxGuest
 
+from selected_backend import selected_backend
 from vcpuhp.plugins import PluginManager
 from vcpuhp.testing.linux_userland import build_initramfs, read_module
 
@@ -46,19 +47,14 @@ TCG_UNICORN_GAP: Final = (
 )
 
 
-def _backend(config: pytest.Config) -> str:
-    """The backend's name in ``--vcpuhp-backend NAME[,key=value...]`` ('' when not given)."""
-    return str(config.getoption("--vcpuhp-backend") or "").split(",")[0]
-
-
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     if collection_path.name in GUEST_TESTS:
-        return _backend(config) not in EXECUTING_BACKENDS
+        return selected_backend(config) not in EXECUTING_BACKENDS
     return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _backend(config) != "tcg-unicorn":
+    if selected_backend(config) != "tcg-unicorn":
         return
     for item in items:
         if Path(str(item.path)).name in GUEST_TESTS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 import pytest
@@ -9,14 +10,22 @@ import pytest
 import guest_scenarios
 from guest_scenarios import console_has, read_i64, read_u64
 
-SKIP_REASON = ("tcg-unicorn tests need the unicorn module and the backend: "
-               "pip install -e backends/tcg-unicorn (unicorn==2.1.4)")
+MISSING_REASON = ("tcg-unicorn tests need the unicorn module and the backend: "
+                  "pip install -e backends/tcg-unicorn (unicorn==2.1.4)")
 
 
 def require_unicorn() -> None:
-    """Skip the calling test module unless Unicorn and the backend import."""
-    pytest.importorskip("unicorn", reason=SKIP_REASON)
-    pytest.importorskip("vcpuhp_tcg_unicorn", reason=SKIP_REASON)
+    """Fail the calling test module's collection unless Unicorn and the backend import.
+
+    The module is collected only for a run that targets tcg-unicorn
+    (``conftest.py``), where a missing Unicorn is an installation error, not a
+    reason to skip.
+    """
+    for module in ("unicorn", "vcpuhp_tcg_unicorn"):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            pytest.fail(f"{MISSING_REASON}: {exc}", pytrace=False)
 
 
 SETTLE = 30.0
@@ -28,5 +37,12 @@ def wait_until(predicate: Callable[[], bool], timeout: float = SETTLE, what: str
     guest_scenarios.wait_until(predicate, timeout, what)
 
 
-__all__ = ["SETTLE", "SKIP_REASON", "console_has", "read_i64", "read_u64", "require_unicorn",
-           "wait_until"]
+__all__ = [
+    "MISSING_REASON",
+    "SETTLE",
+    "console_has",
+    "read_i64",
+    "read_u64",
+    "require_unicorn",
+    "wait_until",
+]
