@@ -11,7 +11,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
@@ -140,5 +140,14 @@ class LinuxGuest:
         self._socket_dir.cleanup()
 
 
+def pull_event(client: QEMUMonitorProtocol, name: str) -> dict[str, Any]:
+    """The next QMP event called ``name`` (others are passed over)."""
+    while True:
+        event = client.pull_event(wait=STEP_TIMEOUT)
+        assert event is not None, f"no QMP event within {STEP_TIMEOUT}s; wanted {name}"
+        if event["event"] == name:
+            return event
+
+
 __all__ = ["APPEND", "ARTIFACTS", "BOOT_TIMEOUTS", "CONSOLE_LOGS", "ENV_FILES", "STEP_TIMEOUT",
-           "LinuxFiles", "LinuxGuest", "boot_timeout", "masks"]
+           "LinuxFiles", "LinuxGuest", "boot_timeout", "masks", "pull_event"]

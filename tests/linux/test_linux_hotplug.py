@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from linux_testlib import STEP_TIMEOUT, LinuxGuest, masks
+from linux_testlib import STEP_TIMEOUT, LinuxGuest, masks, pull_event
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from vcpuhp import events as ev
@@ -28,15 +28,6 @@ def resources(guest: LinuxGuest) -> dict[str, Any]:
     """The resource counts that must come back after an unplug."""
     stats = guest.machine.backend_stats()
     return {key: stats[key] for key in RESOURCES if key in stats}
-
-
-def pull_event(client: QEMUMonitorProtocol, name: str) -> dict[str, Any]:
-    """The next QMP event called ``name`` (others are passed over)."""
-    while True:
-        event = client.pull_event(wait=STEP_TIMEOUT)
-        assert event is not None, f"no QMP event within {STEP_TIMEOUT}s; wanted {name}"
-        if event["event"] == name:
-            return event
 
 
 def plug_online_unplug(guest: LinuxGuest, client: QEMUMonitorProtocol) -> None:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import pytest
 from linux_testlib import (
@@ -27,6 +27,7 @@ from linux_testlib import (
     LinuxFiles,
     boot_timeout,
     masks,
+    pull_event,
 )
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
@@ -117,14 +118,6 @@ def linux_run(backend_name: str, backend_cpu: str, linux_files: LinuxFiles,
         yield run
     finally:
         run.close()
-
-
-def pull_event(client: QEMUMonitorProtocol, name: str) -> dict[str, Any]:
-    while True:
-        event = client.pull_event(wait=STEP_TIMEOUT)
-        assert event is not None, f"no QMP event within {STEP_TIMEOUT}s; wanted {name}"
-        if event["event"] == name:
-            return event
 
 
 def test_a_burst_of_device_add_before_linux_scans_enables_every_cpu(
