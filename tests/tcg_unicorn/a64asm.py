@@ -233,6 +233,7 @@ ICC_PMR_EL1 = (3, 0, 4, 6, 0)
 ICC_IAR1_EL1 = (3, 0, 12, 12, 0)
 ICC_EOIR1_EL1 = (3, 0, 12, 12, 1)
 ICC_IGRPEN1_EL1 = (3, 0, 12, 12, 7)
+ICC_SGI1R_EL1 = (3, 0, 12, 11, 5)
 COND_EQ, COND_NE, COND_LO = 0x0, 0x1, 0x3
 
 

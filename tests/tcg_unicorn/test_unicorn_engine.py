@@ -58,6 +58,15 @@ class Exits:
     def sysreg_write(self, reg: tuple[int, int, int, int, int], value: int) -> bool:
         return False
 
+    def gic_read(self, reg: tuple[int, int, int, int, int]) -> int:
+        assert self.engine is not None
+        self.events.append(("gic_read", reg, self.engine.pc))
+        return 0x1B
+
+    def gic_write(self, reg: tuple[int, int, int, int, int], value: int) -> None:
+        assert self.engine is not None
+        self.events.append(("gic_write", reg, value, self.engine.pc))
+
 
 class Ram:
     def __init__(self) -> None:
@@ -133,15 +142,68 @@ def test_reset_starts_at_el1h_with_args_and_daif_masked(make_engine) -> None:  #
     assert engine.pstate & 0x3CF == RESET_PSTATE
 
 
-def test_hvc_and_icc_accesses_trap_as_undefined_and_smc_as_smc(ram: Ram, make_engine) -> None:  # type: ignore[no-untyped-def]
-    program = a.Program(RAM)(a.hvc(0), a.mrs(2, *a.ICC_IAR1_EL1), a.SMC_0, a.WFI)
+def test_hvc_traps_as_undefined_smc_as_smc_and_icc_accesses_complete_within_the_run(
+    ram: Ram, make_engine  # type: ignore[no-untyped-def]
+) -> None:
+    # Unicorn has no GIC CPU interface: the engine's MRS/MSR hook hands ICC_* to the exits
+    # and retires the instruction itself, so one run goes on past them to the wfi.
+    program = a.Program(RAM)(a.hvc(0), a.mrs(2, *a.ICC_IAR1_EL1), a.add_imm(3, 2, 1),
+                             a.msr(*a.ICC_EOIR1_EL1, 3), a.mrs(31, *a.ICC_IAR1_EL1),
+                             a.SMC_0, a.WFI)
     ram.load(RAM, program)
     engine, exits = make_engine()
     engine.reset(RAM, ())
     engine.run(SLICE)
-    assert exits.events == [("exception", EXCP_UDEF, RAM), ("exception", EXCP_UDEF, RAM + 4),
-                            ("exception", EXCP_SMC, RAM + 12)]
-    assert engine.pc == RAM + 16  # past the wfi
+    assert exits.events == [("exception", EXCP_UDEF, RAM),
+                            ("gic_read", a.ICC_IAR1_EL1, RAM + 4),
+                            ("gic_write", a.ICC_EOIR1_EL1, 0x1C, RAM + 12),
+                            ("gic_read", a.ICC_IAR1_EL1, RAM + 16),
+                            ("exception", EXCP_SMC, RAM + 24)]
+    assert (engine.x(2), engine.x(3)) == (0x1B, 0x1C)
+    assert engine.pc == RAM + 28  # past the wfi
+
+
+class PcOnMmio(Exits):
+    """Records where PC is when an MMIO access reaches the exits."""
+
+    def mmio_read(self, addr: int, size: int) -> int:
+        assert self.engine is not None
+        self.events.append(("read at", self.engine.pc))
+        return 0
+
+
+def test_pc_stays_exact_after_an_icc_access_was_retired_from_its_hook(ram: Ram) -> None:
+    # Retiring the access writes PC from the hook. Done with uc_reg_write, Unicorn would
+    # stop syncing PC for the rest of the run: a later MMIO access (or an abort, or a
+    # stop) would see PC still just past the ICC access.
+    program = a.Program(RAM)(a.mov64(1, UART), a.mrs(2, *a.ICC_IAR1_EL1), a.add_imm(3, 3, 1),
+                             a.add_imm(3, 3, 1), a.ldr32(4, 1, 0x18))
+    load_at = RAM + 4 * (len(program.words) - 1)
+    ram.load(RAM, program(a.WFI))
+    exits = PcOnMmio()
+    engine = Engine(cpu_model="max", tb_size=4 << 20, ram=ram.mapping, mmio=[(UART, 0x1000)],
+                    mpidr=0, exits=exits)
+    exits.engine = engine
+    try:
+        engine.reset(RAM, ())
+        engine.run(SLICE)
+        assert exits.events == [("gic_read", a.ICC_IAR1_EL1, load_at - 12), ("read at", load_at)]
+    finally:
+        engine.close()
+
+
+def test_icc_accesses_at_el0_are_undefined_and_never_reach_the_gic(
+    ram: Ram, make_engine  # type: ignore[no-untyped-def]
+) -> None:
+    el0 = RAM + 0x100
+    ram.load(RAM, a.Program(RAM)(a.mov64(1, el0), a.msr(*a.ELR_EL1, 1), a.movz(1, 0),
+                                 a.msr(*a.SPSR_EL1, 1), a.ERET))
+    ram.load(el0, a.Program(el0)(a.mrs(2, *a.ICC_IAR1_EL1), a.msr(*a.ICC_EOIR1_EL1, 2), a.WFI))
+    engine, exits = make_engine()
+    engine.reset(RAM, ())
+    engine.run(SLICE)
+    assert exits.events == [("exception", EXCP_UDEF, el0), ("exception", EXCP_UDEF, el0 + 4)]
+    assert engine.at_el0 and engine.pc == el0 + 12  # past the wfi
 
 
 def test_mmio_accesses_reach_the_exits_and_unmapped_ones_stop_with_an_error(

@@ -13,11 +13,14 @@ require_unicorn()
 from unicorn_guests import (  # noqa: E402
     COUNTER,
     DONE,
+    DONE_MAGIC,
     FATAL,
     IRQ_COUNT,
     IRQ_LAST,
     RESULTS,
+    SGI_TAKEN,
     irq_guest,
+    sgi_to_self_guest,
     write_image,
 )
 
@@ -75,3 +78,30 @@ def test_no_interrupt_is_delivered_when_none_is_pending(
                what="the guest to run a while")
     assert irqs(machine) == 0
     assert machine.backend_stats()["total_irqs_delivered"] == 0
+
+
+def test_the_guests_own_gic_writes_with_nothing_pending_stop_no_run(
+    unicorn_machine: MakeMachine, tmp_path: Path
+) -> None:
+    # The GIC kicks a CPU after every write that may concern it; when the write came from
+    # that CPU's own access and nothing is pending for it, its run goes on.
+    machine = boot(unicorn_machine, tmp_path, idle="busy")
+    before = read_u64(machine, RESULTS + COUNTER)
+    wait_until(lambda: read_u64(machine, RESULTS + COUNTER) > before + 100_000,
+               what="the guest to run a while")
+    assert machine.backend_stats()["total_stops_requested"] == 0
+
+
+def test_an_sgi_a_cpu_sends_itself_is_taken_right_after_the_write_without_a_stop(
+    unicorn_machine: MakeMachine, tmp_path: Path
+) -> None:
+    sgis = 3
+    image = write_image(tmp_path, sgi_to_self_guest(sgis))
+    machine = unicorn_machine("cpus=1,maxcpus=2", kernel=image)
+    wait_until(lambda: read_u64(machine, RESULTS + DONE) == DONE_MAGIC, what="the SGIs sent")
+    assert [read_u64(machine, RESULTS + SGI_TAKEN + 8 * n) for n in range(sgis)] == [1, 2, 3]
+    assert read_u64(machine, RESULTS + IRQ_LAST) == 1
+    assert read_u64(machine, RESULTS + FATAL) == 0
+    stats = machine.backend_stats()
+    assert stats["total_irqs_delivered"] == sgis
+    assert stats["total_stops_requested"] == 0

@@ -53,13 +53,16 @@ def test_stops_from_another_thread_never_replay_an_access(
 ) -> None:
     # The reproducer of the stop hazard: each MMIO write must happen exactly once and
     # `ldr x0, [x0]` must never run again with its own result as the base, however
-    # many stops land -- here from another thread, as the backend issues them.
+    # many stops land -- here from another thread, as the backend issues them. ICC_*
+    # accesses, which the engine retires from its hook by writing PC, must not leave PC
+    # stale for the stops that follow them either (each one exactly once too).
     pointer, target = RAM + 0x8000, RAM + 0x9000
     ram.buffer[pointer - RAM:pointer - RAM + 8] = target.to_bytes(8, "little")
     ram.buffer[target - RAM:target - RAM + 8] = (0xBAD).to_bytes(8, "little")
     writes = 3000
     program = a.Program(RAM)(a.mov64(1, UART), a.movz(5, 0), a.mov64(7, writes))
     program.label("loop")(a.add_imm(5, 5, 1), a.ldr32(6, 1, 0x18), a.str32(5, 1, 0x40),
+                          a.mrs(8, *a.ICC_IAR1_EL1), a.msr(*a.ICC_EOIR1_EL1, 5),
                           a.mov64(0, pointer), a.ldr(0, 0), a.cmp_reg(5, 7))
     program.b_cond(a.COND_LO, "loop")(a.WFI)
     ram.load(RAM, program)
@@ -91,4 +94,6 @@ def test_stops_from_another_thread_never_replay_an_access(
         running.clear()
         stormer.join()
     assert [e[3] for e in exits.events if e[0] == "write"] == list(range(1, writes + 1))
+    assert [e[2] for e in exits.events if e[0] == "gic_write"] == list(range(1, writes + 1))
+    assert len([e for e in exits.events if e[0] == "gic_read"]) == writes
     assert stops > 0 and runs >= 1  # how often the storm interrupted depends on the host

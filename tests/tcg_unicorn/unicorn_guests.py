@@ -17,6 +17,7 @@ from a64asm import (
     ICC_IAR1_EL1,
     ICC_IGRPEN1_EL1,
     ICC_PMR_EL1,
+    ICC_SGI1R_EL1,
     ISB,
     SMC_0,
     UDF,
@@ -162,6 +163,39 @@ def irq_guest(spi: int, *, masked_spins: int = 0, idle: str = "busy") -> Program
         p.label("main")(add_imm(5, 5, 1), str64(5, R, COUNTER)).b("main")
     else:
         p.label("main")(WFI).b("main")
+    p.align(2048).label("vectors")
+    for vector in range(16):
+        if vector == 5:  # current EL, SP_ELx, IRQ
+            p.b("irq")
+        else:
+            p(movz(12, 0x100 + vector), str64(12, R, FATAL)).label(f"v{vector}").b(f"v{vector}")
+        p.align(0x80)
+    p.label("irq")(mrs(10, *ICC_IAR1_EL1), str64(10, R, IRQ_LAST), ldr(11, R, IRQ_COUNT))
+    p(add_imm(11, 11, 1), str64(11, R, IRQ_COUNT), msr(*ICC_EOIR1_EL1, 10), ERET)
+    return p
+
+
+SGI_TAKEN = 0x500
+"""``IRQ_COUNT`` as read right after each ``msr ICC_SGI1R_EL1`` of :func:`sgi_to_self_guest`."""
+
+
+def sgi_to_self_guest(sgis: int, sgi: int = 1) -> Program:
+    """The boot CPU enables SGI ``sgi`` at its redistributor, unmasks IRQs and sends it to
+    itself ``sgis`` times, noting the handled count right after each ``ICC_SGI1R_EL1``
+    write; then counts forever (``DONE`` = ``DONE_MAGIC`` once the SGIs were sent)."""
+    sgi_frame = memmap.GICR_REGION0.base + memmap.GICR_FRAME_SIZE  # CPU 0's SGI_base
+    p = Program(BASE)
+    _prologue(p)
+    p.mov_label(2, "vectors")(msr(*VBAR_EL1, 2), ISB)
+    p(mov64(1, memmap.GICD.base), movz(3, GICD_CTLR_ARE_G1), str32(3, 1, 0))
+    p(mov64(1, sgi_frame), mov64(3, 1 << sgi), str32(3, 1, 0x080), str32(3, 1, 0x100))
+    p(mov64(1, sgi_frame + 0x400 + sgi), movz(3, 0x80), strb(3, 1))
+    p(movz(3, 0xF0), msr(*ICC_PMR_EL1, 3), movz(3, 1), msr(*ICC_IGRPEN1_EL1, 3), ISB)
+    p(msr_daifclr(2))
+    for n in range(sgis):  # target list: CPU 0 (Aff0 = 0); INTID in bits 27:24
+        p(mov64(3, sgi << 24 | 1), msr(*ICC_SGI1R_EL1, 3), ldr(4, R, IRQ_COUNT))
+        p(str64(4, R, SGI_TAKEN + 8 * n))
+    _count_forever(p)
     p.align(2048).label("vectors")
     for vector in range(16):
         if vector == 5:  # current EL, SP_ELx, IRQ

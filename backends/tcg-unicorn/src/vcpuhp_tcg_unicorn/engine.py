@@ -17,9 +17,16 @@ Measured on Unicorn 2.1.4 (the reasons for some of what follows):
   (``PSTATE.IL`` set, EL1t becomes EL1h); the engine sets ``SCR_EL3.RW``;
 * ``MPIDR_EL1`` reads 0x80000000 on every engine and cannot be written (nor
   through ``VMPIDR_EL2``), so an MRS hook supplies it;
-* an MRS/MSR hook that returns "handled" for a register Unicorn does not
-  implement re-executes forever; such registers must be left to trap. For
-  one it implements, "handled" skips the access and Unicorn moves on;
+* an MRS/MSR hook that returns "handled" for a register Unicorn implements
+  skips the access and Unicorn moves on. For one it does not implement (the
+  GIC CPU interface, ``ICC_*``: Unicorn has no GIC) the instruction ends its
+  translation block and would run again forever, so the hook retires it
+  itself: it writes the result and PC past it in one ``uc_reg_write_batch``.
+  That call, unlike ``uc_reg_write``, sets only ``quit_request`` (leave this
+  block, go on at the new PC, within the same run) and not
+  ``skip_sync_pc_on_exit``, which would stay set and leave PC stale at the
+  next block-boundary stop. The access costs a hook (~8 us), not the end and
+  restart of a run (60-100 us);
 * writing ``PSTATE`` through ``reg_write`` does not recompute the cached
   translation flags (current EL, MMU index); a ``CP_REG`` write does, so an
   exception entry writes ``SPSR_EL1`` *after* ``PSTATE``;
@@ -49,6 +56,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from vcpuhp.errors import BackendError
+from vcpuhp.gic import ICC_SYSREGS
 from vcpuhp_tcg_unicorn.binding import UcError, arm64, unicorn
 from vcpuhp_tcg_unicorn.binding import const as unicorn_const
 from vcpuhp_tcg_unicorn.coherence import Maintenance, MaintenanceInbox
@@ -134,6 +142,12 @@ class GuestExits(Protocol):
     def sysreg_write(self, reg: Sysreg, value: int) -> bool:
         """``MSR`` of ``reg``: ``True`` if handled (Unicorn then skips the write)."""
 
+    def gic_read(self, reg: Sysreg) -> int:
+        """``MRS`` of a GIC CPU interface register (``ICC_*``, EL1 only): its value."""
+
+    def gic_write(self, reg: Sysreg, value: int) -> None:
+        """``MSR`` of a GIC CPU interface register (``ICC_*``, EL1 only)."""
+
 
 class UnboundExits:
     """The :class:`GuestExits` of a spare engine, which no vCPU owns and which never runs."""
@@ -167,6 +181,15 @@ class UnboundExits:
         """Never called: a spare engine does not run."""
         self._unbound(reg, value)
         return False
+
+    def gic_read(self, reg: Sysreg) -> int:
+        """Never called: a spare engine does not run."""
+        self._unbound(reg)
+        return 0
+
+    def gic_write(self, reg: Sysreg, value: int) -> None:
+        """Never called: a spare engine does not run."""
+        self._unbound(reg, value)
 
 
 @dataclass(frozen=True)
@@ -322,6 +345,8 @@ class Engine:
 
     def _on_mrs(self, uc: Any, reg: int, cp: Any, _data: Any) -> int:
         key = (cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)
+        if key in ICC_SYSREGS:
+            return self._on_gic_access(uc, key, reg, None)
         try:
             value = self._presented.get(key)
             if value is None:
@@ -336,13 +361,49 @@ class Engine:
             self._fail(exc)
         return 1
 
-    def _on_msr(self, _uc: Any, _reg: int, cp: Any, _data: Any) -> int:
+    def _on_msr(self, uc: Any, reg: int, cp: Any, _data: Any) -> int:
+        key = (cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)
+        if key in ICC_SYSREGS:
+            return self._on_gic_access(uc, key, reg, int(cp.val))
         try:
-            key = (cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)
             return 1 if self._exits.sysreg_write(key, int(cp.val)) else 0
         except BaseException as exc:
             self._fail(exc)
             return 0
+
+    def _on_gic_access(self, uc: Any, key: Sysreg, reg: int, written: int | None) -> int:
+        """``MRS``/``MSR`` of an ``ICC_*`` register (``written`` is ``None`` for a read).
+
+        They are UNDEFINED at EL0 (0: Unicorn raises it). Otherwise always "handled":
+        after an error the instruction is not retired and the stop lands before it runs
+        again (it is the last of its block).
+        """
+        try:
+            if self.at_el0:
+                return 0
+            if written is not None:
+                self._exits.gic_write(key, written)
+                self._retire(uc, None)
+            else:
+                value = self._exits.gic_read(key)
+                self._retire(uc, (reg, value) if reg != arm64.UC_ARM64_REG_XZR else None)
+        except BaseException as exc:
+            self._fail(exc)
+        return 1
+
+    @staticmethod
+    def _retire(uc: Any, result: tuple[int, int] | None) -> None:
+        """Complete, from its hook, an ``MRS``/``MSR`` of a register Unicorn lacks.
+
+        PC is on the instruction (the hook syncs it first). One ``uc_reg_write_batch``
+        writes the result and PC past the instruction: Unicorn leaves the block and goes
+        on at the new PC in the same run, PC exact for any later stop (module notes).
+        """
+        pc = int(uc.reg_read(arm64.UC_ARM64_REG_PC))
+        writes = [(arm64.UC_ARM64_REG_PC, pc + 4)]
+        if result is not None:
+            writes.insert(0, result)
+        uc.reg_write_batch(writes)
 
     def _on_invalid_memory(
         self, _uc: Any, access: int, addr: int, size: int, _value: int, _data: Any

@@ -25,8 +25,10 @@ Why this exists (Unicorn 2.1.4, source read at the v2.1.4 tag):
   ``ELR_EL1`` on the next instruction; with it clear, ``wfi`` ends the run.
 
 The running CPU loop rewrites ``interrupt_request`` itself (without
-atomics), so only the vCPU's own thread writes the bit, and only between
-runs (:meth:`IrqLine.set`).
+atomics), so only the vCPU's own thread writes the bit (:meth:`IrqLine.set`):
+between runs, or from one of its hooks. A bit raised in a hook is seen when
+the CPU next returns to its loop -- at once after an ``ICC_*`` access, which
+the engine retires with a return to the loop; otherwise the run is ended.
 """
 
 from __future__ import annotations

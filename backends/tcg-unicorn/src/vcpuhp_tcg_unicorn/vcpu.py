@@ -35,15 +35,19 @@ interrupt at the first instruction where ``PSTATE.I`` allows it (right after
 ``msr daifclr`` or ``eret``), and ``wfi`` completes at once while it is up.
 A new interrupt for a running vCPU (a *kick*) ends its run so the input is
 driven again; one that falls during a run is lowered from the hook that
-lowered it. After ``wfi`` with the input down the thread sleeps on its
-condition, with no timeout, until a kick; the generic timer
-(:mod:`~vcpuhp_tcg_unicorn.timer`) kicks it through the GIC when it expires.
+lowered it. The vCPU's own ``ICC_*`` accesses drive it from their hook
+(:meth:`UnicornVcpu.gic_read`), and a kick caused by its own MMIO access ends
+the run only if the GIC then has an interrupt for it. After ``wfi`` with the
+input down the thread sleeps on its condition, with no timeout, until a kick;
+the generic timer (:mod:`~vcpuhp_tcg_unicorn.timer`) kicks it through the GIC
+when it expires.
 
 Synchronous exceptions: Unicorn never enters the guest's vector table for
 them, so the backend does, with the syndrome the Arm ARM prescribes
 (:mod:`~vcpuhp_tcg_unicorn.faults`): from the interrupt hook, or after a run
-that ended on an unbacked physical address. ``hvc #0`` (the PSCI conduit)
-and the GIC's ``ICC_*`` registers are emulated instead.
+that ended on an unbacked physical address. ``hvc`` (the PSCI conduit),
+TLB and cache maintenance and the GIC's ``ICC_*`` registers are emulated
+instead.
 """
 
 from __future__ import annotations
@@ -62,8 +66,6 @@ from vcpuhp_tcg_unicorn.binding import const as unicorn_const
 from vcpuhp_tcg_unicorn.coherence import CoherenceDomain, maintenance_for
 from vcpuhp_tcg_unicorn.decode import (
     WFI,
-    SysregAccess,
-    decode_sysreg,
     decode_system,
     hvc_immediate,
 )
@@ -174,6 +176,10 @@ class UnicornVcpu(ThreadedVcpu):
         """The last run ended on ``wfi`` with no interrupt pending: run again only when kicked."""
         self._run_epoch = 0
         self._hook_stopped = False
+        self._in_access = False
+        """An MMIO or ``ICC_*`` access of this vCPU is in the machine (read by :meth:`kick`)."""
+        self._kicked_itself = False
+        """That access kicked this vCPU: the hook decides once the access is done."""
         self._after_run: Callable[[], None] | None = None
         self._invalid_access: tuple[int, int, int, int] | None = None
         self._at_faulting_store: Any = None
@@ -227,7 +233,15 @@ class UnicornVcpu(ThreadedVcpu):
             return True
 
     def kick(self) -> None:
-        """The GIC may have an interrupt for this CPU: wake it from ``wfi`` or stop its run."""
+        """The GIC may have an interrupt for this CPU: wake it from ``wfi`` or stop its run.
+
+        A kick from the vCPU's own MMIO or ``ICC_*`` access (the GIC re-evaluates after
+        every write) is left to that access's hook, which knows better once it is done
+        (:meth:`_after_access`): most of them find nothing pending and cost no stop.
+        """
+        if self._in_access and threading.current_thread() is self.thread:
+            self._kicked_itself = True
+            return
         with self._cond:
             self._kicked = True
             self._wants_attention()
@@ -454,15 +468,34 @@ class UnicornVcpu(ThreadedVcpu):
         """Guest MMIO read: the machine's device model answers."""
         if self._at_faulting_store is not None:
             return 0  # after a store to unbacked memory in this block: void
-        return self._guest_access(0, self._machine.mmio_read, addr, size, self.index)
+        self._in_access = True
+        try:
+            return self._guest_access(0, self._machine.mmio_read, addr, size, self.index)
+        finally:
+            self._after_access()
 
     def mmio_write(self, addr: int, size: int, value: int) -> None:
         """Guest MMIO write to the machine's device model."""
         if self._at_faulting_store is not None:
             return  # after a store to unbacked memory in this block: void
-        self._guest_access(None, self._machine.mmio_write, addr, size, value, self.index)
+        self._in_access = True
+        try:
+            self._guest_access(None, self._machine.mmio_write, addr, size, value, self.index)
+        finally:
+            self._after_access()
         if self.engine.irq_line.level:
             self._sync_irq_line()  # e.g. a GIC write that disabled the pending interrupt
+
+    def _after_access(self) -> None:
+        """The access of an MMIO hook is done: if it kicked this vCPU and the GIC now has
+        an interrupt for it, end the run, so that the next one drives the IRQ input
+        (raised inside the run, QEMU would see it only when it next leaves its chain of
+        blocks)."""
+        self._in_access = False
+        if self._kicked_itself:
+            self._kicked_itself = False
+            if self._irq_line():
+                self.kick()
 
     def unmapped(self, access: int, addr: int, size: int) -> None:
         """Remember the access and its PC: the run ends and the guest gets an external abort.
@@ -526,7 +559,7 @@ class UnicornVcpu(ThreadedVcpu):
         self._defer(lambda: self._take(exception))
 
     def exception(self, intno: int) -> None:
-        """Emulate ``hvc`` (PSCI / SMCCC) and ``ICC_*``; deliver other exceptions to the guest.
+        """Emulate ``hvc`` (PSCI / SMCCC) and maintenance; deliver other exceptions to the guest.
 
         Every ``hvc`` at EL1 is a call to the machine's firmware whatever its
         immediate, as under QEMU ``virt`` and KVM: an unknown function returns
@@ -540,14 +573,9 @@ class UnicornVcpu(ThreadedVcpu):
         pc = engine.pc
         if intno == EXCP_UDEF:
             word = fetch(engine, pc)
-            if word is not None and not engine.at_el0:
-                if hvc_immediate(word) is not None:
-                    self._hvc(pc, pc + 4)
-                    return
-                access = decode_sysreg(word)
-                if access is not None and access.encoding in ICC_SYSREGS:
-                    self._icc(access, pc)
-                    return
+            if word is not None and not engine.at_el0 and hvc_immediate(word) is not None:
+                self._hvc(pc, pc + 4)
+                return
             if word is not None and self._maintain(word, pc):
                 return
             self._deliver(undefined(pc))
@@ -599,17 +627,34 @@ class UnicornVcpu(ThreadedVcpu):
         self._resume_at(pc + 4)  # the engine applies its own share before it runs on
         return True
 
-    def _icc(self, access: SysregAccess, pc: int) -> None:
-        name = ICC_SYSREGS[access.encoding]
-        engine = self.engine
-        if access.read:
+    def gic_read(self, reg: Sysreg) -> int:
+        """``MRS`` of an ``ICC_*`` register, from the engine's hook: the machine's GIC
+        answers, and the IRQ input follows at once (an acknowledge lowers it)."""
+        if self._at_faulting_store is not None:
+            return 0  # after a store to unbacked memory in this block: void
+        name = ICC_SYSREGS[reg]
+        self._in_access = True
+        try:
             value = self._guest_access(0, self._machine.sysreg_read, self.index, name)
             if name in _ACKNOWLEDGE_REGISTERS and value < _FIRST_SPECIAL_INTID:
                 self.irqs_taken += 1
-            engine.set_x(access.rt, value)
-        else:
-            self._guest_access(None, self._machine.sysreg_write, self.index, name,
-                               engine.x(access.rt))
+        finally:
+            self._in_access = self._kicked_itself = False
+        self._sync_irq_line()
+        return value
+
+    def gic_write(self, reg: Sysreg, value: int) -> None:
+        """``MSR`` of an ``ICC_*`` register, from the engine's hook; the IRQ input follows
+        (an EOI of a still-high level-sensitive line, ``PMR`` or ``IGRPEN1`` may raise it:
+        QEMU takes it as soon as the engine is back in its CPU loop, right after)."""
+        if self._at_faulting_store is not None:
+            return  # void
+        name = ICC_SYSREGS[reg]
+        self._in_access = True
+        try:
+            self._guest_access(None, self._machine.sysreg_write, self.index, name, value)
             if name in _EOI_REGISTERS:
                 self.timer.refresh()  # a level-sensitive line still high pends again
-        self._resume_at(pc + 4)
+        finally:
+            self._in_access = self._kicked_itself = False
+        self._sync_irq_line()
