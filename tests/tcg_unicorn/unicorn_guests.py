@@ -139,6 +139,21 @@ def secondary_fault(kind: str, cpu: int = 1) -> Program:
 GICD_CTLR_ARE_G1 = 0x12
 
 
+def _irq_vectors(p: Program) -> None:
+    """The vector table at label ``vectors``: an IRQ is acknowledged, counted
+    (``IRQ_COUNT``, ``IRQ_LAST``) and completed; any other vector notes itself in
+    ``FATAL`` and loops."""
+    p.align(2048).label("vectors")
+    for vector in range(16):
+        if vector == 5:  # current EL, SP_ELx, IRQ
+            p.b("irq")
+        else:
+            p(movz(12, 0x100 + vector), str64(12, R, FATAL)).label(f"v{vector}").b(f"v{vector}")
+        p.align(0x80)
+    p.label("irq")(mrs(10, *ICC_IAR1_EL1), str64(10, R, IRQ_LAST), ldr(11, R, IRQ_COUNT))
+    p(add_imm(11, 11, 1), str64(11, R, IRQ_COUNT), msr(*ICC_EOIR1_EL1, 10), ERET)
+
+
 def irq_guest(spi: int, *, masked_spins: int = 0, idle: str = "busy") -> Program:
     """Take SPI ``spi`` on the boot CPU: count handled IRQs and remember the last INTID.
 
@@ -163,15 +178,7 @@ def irq_guest(spi: int, *, masked_spins: int = 0, idle: str = "busy") -> Program
         p.label("main")(add_imm(5, 5, 1), str64(5, R, COUNTER)).b("main")
     else:
         p.label("main")(WFI).b("main")
-    p.align(2048).label("vectors")
-    for vector in range(16):
-        if vector == 5:  # current EL, SP_ELx, IRQ
-            p.b("irq")
-        else:
-            p(movz(12, 0x100 + vector), str64(12, R, FATAL)).label(f"v{vector}").b(f"v{vector}")
-        p.align(0x80)
-    p.label("irq")(mrs(10, *ICC_IAR1_EL1), str64(10, R, IRQ_LAST), ldr(11, R, IRQ_COUNT))
-    p(add_imm(11, 11, 1), str64(11, R, IRQ_COUNT), msr(*ICC_EOIR1_EL1, 10), ERET)
+    _irq_vectors(p)
     return p
 
 
@@ -196,15 +203,7 @@ def sgi_to_self_guest(sgis: int, sgi: int = 1) -> Program:
         p(mov64(3, sgi << 24 | 1), msr(*ICC_SGI1R_EL1, 3), ldr(4, R, IRQ_COUNT))
         p(str64(4, R, SGI_TAKEN + 8 * n))
     _count_forever(p)
-    p.align(2048).label("vectors")
-    for vector in range(16):
-        if vector == 5:  # current EL, SP_ELx, IRQ
-            p.b("irq")
-        else:
-            p(movz(12, 0x100 + vector), str64(12, R, FATAL)).label(f"v{vector}").b(f"v{vector}")
-        p.align(0x80)
-    p.label("irq")(mrs(10, *ICC_IAR1_EL1), str64(10, R, IRQ_LAST), ldr(11, R, IRQ_COUNT))
-    p(add_imm(11, 11, 1), str64(11, R, IRQ_COUNT), msr(*ICC_EOIR1_EL1, 10), ERET)
+    _irq_vectors(p)
     return p
 
 
