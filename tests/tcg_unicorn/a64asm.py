@@ -9,8 +9,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-from vcpuhp_tcg_unicorn.decode import encode_sysreg
+from typing import Final
 
 NOP = 0xD503201F
 WFI = 0xD503207F
@@ -125,6 +124,18 @@ def msr_daifclr(imm: int) -> int:
 def msr_daifset(imm: int) -> int:
     """``msr daifset, #imm``."""
     return 0xD50340DF | (imm & 0xF) << 8
+
+
+_SYSREG: Final = 0xD510_0000
+"""``MSR/MRS (register)``: ``1101010100 L 1 o0 op1 CRn CRm op2 Rt``."""
+
+
+def encode_sysreg(read: bool, op0: int, op1: int, crn: int, crm: int, op2: int, rt: int) -> int:
+    """The instruction word of ``MRS`` (``read``) or ``MSR`` (register)."""
+    if op0 not in (2, 3):
+        raise ValueError(f"op0 {op0} is not 2 or 3 (MRS/MSR register form)")
+    return (_SYSREG | (int(read) << 21) | ((op0 - 2) << 19) | (op1 << 16) | (crn << 12)
+            | (crm << 8) | (op2 << 5) | rt)
 
 
 def mrs(rt: int, op0: int, op1: int, crn: int, crm: int, op2: int) -> int:

@@ -17,11 +17,6 @@ WFI: Final = 0xD503_207F
 HVC_0: Final = 0xD400_0002
 """``hvc #0``: the PSCI conduit (SMCCC) the FADT announces."""
 _HVC_MASK: Final = 0xFFE0_001F
-_SYSREG_MASK: Final = 0xFFD0_0000
-_SYSREG_MATCH: Final = 0xD510_0000
-"""``MSR/MRS (register)``: ``1101010100 L 1 o0 op1 CRn CRm op2 Rt``."""
-ZERO_REGISTER: Final = 31
-"""``Rt`` = 31 names ``xzr`` in MRS/MSR."""
 
 
 def hvc_immediate(word: int) -> int | None:
@@ -29,51 +24,6 @@ def hvc_immediate(word: int) -> int | None:
     if word & _HVC_MASK != HVC_0:
         return None
     return (word >> 5) & 0xFFFF
-
-
-@dataclass(frozen=True)
-class SysregAccess:
-    """A decoded ``MRS Xt, <reg>`` (``read``) or ``MSR <reg>, Xt``."""
-
-    read: bool
-    op0: int
-    op1: int
-    crn: int
-    crm: int
-    op2: int
-    rt: int
-
-    @property
-    def encoding(self) -> tuple[int, int, int, int, int]:
-        """``(op0, op1, CRn, CRm, op2)``, the key of :data:`vcpuhp.gic.ICC_SYSREGS`."""
-        return (self.op0, self.op1, self.crn, self.crm, self.op2)
-
-    def __str__(self) -> str:
-        reg = f"S{self.op0}_{self.op1}_C{self.crn}_C{self.crm}_{self.op2}"
-        return f"mrs x{self.rt}, {reg}" if self.read else f"msr {reg}, x{self.rt}"
-
-
-def decode_sysreg(word: int) -> SysregAccess | None:
-    """Decode an MRS / MSR (register) instruction; ``None`` for anything else."""
-    if word & _SYSREG_MASK != _SYSREG_MATCH:
-        return None
-    return SysregAccess(
-        read=bool(word >> 21 & 1),
-        op0=2 + (word >> 19 & 1),
-        op1=word >> 16 & 0x7,
-        crn=word >> 12 & 0xF,
-        crm=word >> 8 & 0xF,
-        op2=word >> 5 & 0x7,
-        rt=word & 0x1F,
-    )
-
-
-def encode_sysreg(read: bool, op0: int, op1: int, crn: int, crm: int, op2: int, rt: int) -> int:
-    """The instruction word of ``MRS``/``MSR`` (inverse of :func:`decode_sysreg`; for tests)."""
-    if op0 not in (2, 3):
-        raise ValueError(f"op0 {op0} is not 2 or 3 (MRS/MSR register form)")
-    return (_SYSREG_MATCH | (int(read) << 21) | ((op0 - 2) << 19) | (op1 << 16) | (crn << 12)
-            | (crm << 8) | (op2 << 5) | rt)
 
 
 _SYSTEM_MASK: Final = 0xFFF8_0000
