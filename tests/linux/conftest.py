@@ -2,7 +2,8 @@
 
 The guest tests (:data:`GUEST_TESTS`) are collected only for a backend that
 executes guest code (``--vcpuhp-backend=kvm`` inside the emulated arm64 host,
-``tcg-unicorn`` on any host); the userland's unit tests run everywhere. The kernel,
+``tcg-unicorn`` on any host, with ``exec=serial``: see
+:data:`linux_testlib.LINUX_ACCEL`); the userland's unit tests run everywhere. The kernel,
 busybox and evdev come from ``VCPUHP_TEST_KERNEL`` / ``_BUSYBOX`` / ``_EVDEV``
 (set inside the emulated host), else from the arm64host tool's cache
 (``python3 tools/arm64host/run.py paths`` fetches them; the tox envs run it
@@ -32,33 +33,12 @@ from vcpuhp.testing.linux_userland import build_initramfs, read_module
 REPO: Final = Path(__file__).resolve().parents[2]
 EXECUTING_BACKENDS: Final = ("kvm", "tcg-unicorn")
 GUEST_TESTS: Final = ("test_linux_hotplug.py", "test_linux_run.py", "test_linux_demo.py")
-TCG_UNICORN_GAP: Final = (
-    "tcg-unicorn runs Linux 6.12 to its userland (65-80 s on x86) and through these tests, "
-    "but not reliably: about one boot in four hangs. A hung boot caught in the act: both "
-    "CPUs executing at EL1 for minutes inside one kernel function (0x300 bytes apart: a "
-    "spin-wait), IRQs masked, no exit at all -- a lock that lost an atomic update. Unicorn "
-    "2.1.4 translates LDXR/STXR and the LSE atomics as a plain load and store (its "
-    "curr_cflags() is 0, never CF_PARALLEL), so engines executing at once lose atomic "
-    "updates (two CPUs x 1,000,000 LDADD on one counter end ~40% short; "
-    "test_unicorn_atomics.py). exec=serial makes them atomic, but "
-    "Unicorn ends no run on YIELD/WFE, so CPUs spin-waiting for each other burn their turns "
-    "and Linux had not reached its userland after 100 s. Not run (a hang costs a boot "
-    "timeout per module); pytest --runxfail runs them"
-)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     if collection_path.name in GUEST_TESTS:
         return selected_backend(config) not in EXECUTING_BACKENDS
     return None
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if selected_backend(config) != "tcg-unicorn":
-        return
-    for item in items:
-        if Path(str(item.path)).name in GUEST_TESTS:
-            item.add_marker(pytest.mark.xfail(strict=True, run=False, reason=TCG_UNICORN_GAP))
 
 
 def _from_arm64host() -> LinuxFiles:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from linux_testlib import CONSOLE_LOGS, STEP_TIMEOUT, LinuxFiles, boot_timeout
+from linux_testlib import CONSOLE_LOGS, STEP_TIMEOUT, LinuxFiles, boot_timeout, linux_accel
 
 
 def test_the_linux_demo_prints_the_seed_transcript_from_linux(
@@ -14,7 +14,7 @@ def test_the_linux_demo_prints_the_seed_transcript_from_linux(
     artifacts: Path,
 ) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "vcpuhp", "demo", "--accel", backend_name,
+        [sys.executable, "-m", "vcpuhp", "demo", "--accel", linux_accel(backend_name),
          "--no-plugin-autoload", "--linux", str(linux_files.kernel), str(userland_initrd)],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
         timeout=boot_timeout(backend_name) + 5 * STEP_TIMEOUT)

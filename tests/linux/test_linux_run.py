@@ -26,6 +26,7 @@ from linux_testlib import (
     STEP_TIMEOUT,
     LinuxFiles,
     boot_timeout,
+    linux_accel,
     masks,
     pull_event,
 )
@@ -54,7 +55,7 @@ class RunProcess:
         self.console = UserlandConsole(log=self._log)
         self.output: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "vcpuhp", "run", "--accel", backend, "--cpu", cpu,
+            [sys.executable, "-m", "vcpuhp", "run", "--accel", linux_accel(backend), "--cpu", cpu,
              "--smp", SMP, "--kernel", str(files.kernel), "--initrd", str(initrd),
              "--append", APPEND, "--qmp", f"unix:{self.qmp_path}", "--monitor", "none",
              "--no-plugin-autoload"],
