@@ -14,6 +14,7 @@ require_unicorn()
 import a64asm as a  # noqa: E402
 
 from vcpuhp.errors import BackendError  # noqa: E402
+from vcpuhp_tcg_unicorn.coherence import Maintenance  # noqa: E402
 from vcpuhp_tcg_unicorn.engine import (  # noqa: E402
     EXCP_SMC,
     EXCP_UDEF,
@@ -185,6 +186,33 @@ def test_pc_stays_exact_after_an_icc_access_was_retired_from_its_hook(
     engine.reset(RAM, ())
     engine.run(SLICE)
     assert exits.events == [("gic_read", a.ICC_IAR1_EL1, load_at - 12), ("read at", load_at)]
+
+
+class MaintainInRun(Exits):
+    """Does a trapped TLBI as the backend does: posts the engine's share and goes on."""
+
+    def exception(self, intno: int) -> None:
+        assert self.engine is not None
+        self.events.append(("exception", intno, self.engine.pc))
+        self.engine.maintenance.post(Maintenance.TLB | Maintenance.CODE)
+        self.engine.apply_maintenance_and_continue_at(self.engine.pc + 4)
+
+
+def test_a_trapped_maintenance_instruction_is_done_within_the_run(
+    ram: Ram, make_engine  # type: ignore[no-untyped-def]
+) -> None:
+    # HCR_EL2.TTLB sends TLBI to the exception hook; the engine drops its TLB and its
+    # translated code there and goes on past the instruction without ending the run.
+    program = a.Program(RAM)(a.TLBI_VMALLE1IS, a.movz(3, 1), a.TLBI_VMALLE1IS, a.movz(4, 2),
+                             a.WFI)
+    ram.load(RAM, program)
+    engine, exits = make_engine(exits=MaintainInRun())
+    engine.reset(RAM, ())
+    applied = engine.maintenance.applied
+    engine.run(SLICE)
+    assert exits.events == [("exception", EXCP_UDEF, RAM), ("exception", EXCP_UDEF, RAM + 8)]
+    assert (engine.x(3), engine.x(4), engine.pc) == (1, 2, RAM + 20)
+    assert engine.maintenance.applied == applied + 2
 
 
 def test_icc_accesses_at_el0_are_undefined_and_never_reach_the_gic(

@@ -74,6 +74,7 @@ def test_test_assembler_matches_gnu_as(tmp_path: Path) -> None:
         "mov sp, x3": a.mov_sp(3),
         "dsb sy": a.DSB_SY,
         "tlbi vmalle1": a.TLBI_VMALLE1,
+        "tlbi vmalle1is": a.TLBI_VMALLE1IS,
         "dsb ish": a.DSB_ISH,
         "dsb ishst": a.DSB_ISHST,
         "ret": a.RET,

@@ -46,8 +46,9 @@ single CPU patching its kernel (Linux's ftrace rewrites ~50,000 call sites
 at boot, each followed by ``IC IVAU``) from retranslating everything after
 every patch, while a CPU whose code another CPU rewrote still drops it.
 
-Ordering: the issuing CPU is stopped while it posts (the instruction is
-emulated between its runs) and the stop of every other running engine is
+Ordering: the issuing CPU executes nothing while it posts (the instruction
+is emulated in the exception hook, between blocks; the issuer does its own
+share there and goes on in the same run) and the stop of every other running engine is
 requested before it runs on; a stop lands at the next block boundary, and
 ``ISB`` ends a block, so another CPU executes no block that depends on what
 the issuer does after the maintenance until it applied it -- as ``DSB ISH``
@@ -184,7 +185,8 @@ class CoherenceDomain:
         it pending; the issuer gets ``CODE`` only if another engine may have written code
         since it last got it (see the module notes).
 
-        ``source``, the issuer, is not stopped: it is between runs already.
+        ``source``, the issuer, is not stopped: it is in its exception hook, between
+        blocks, and applies its share before it goes on.
         """
         with self._lock:
             others = [(inbox, kick) for inbox, kick in self._members.items()

@@ -313,6 +313,17 @@ class Engine:
         if work & Maintenance.CODE:
             self.uc.ctl_flush_tb()
 
+    def apply_maintenance_and_continue_at(self, pc: int) -> None:
+        """From the exception hook: do this engine's pending maintenance now, then go on
+        at ``pc`` in the same run (``uc_reg_write_batch``, see the module notes).
+
+        The hook runs in Unicorn's CPU loop between blocks (no translated code on the
+        stack, and the loop forgets the last block after an exception), so dropping
+        every translated block here is safe.
+        """
+        self._apply_maintenance()
+        self.uc.reg_write_batch([(arm64.UC_ARM64_REG_PC, pc)])
+
     # -- hooks (run on the vCPU thread, inside run()) -------------------------------------
 
     # Every hook catches what its handler raises, remembers the first error, stops the

@@ -541,11 +541,11 @@ class UnicornVcpu(ThreadedVcpu):
     def _defer(self, action: Callable[[], None]) -> None:
         """End the run from the exception hook and do ``action`` once ``emu_start`` returned.
 
-        A hook must not write PC: Unicorn then sets ``skip_sync_pc_on_exit``, which
-        stays set for the rest of the run and makes the next stop at a block
-        boundary leave PC stale (the block runs again on resume). So every PC
-        change -- an emulated instruction retiring, an exception entry -- happens
-        between runs.
+        A hook must not write PC with ``uc_reg_write``: Unicorn then sets
+        ``skip_sync_pc_on_exit``, which stays set for the rest of the run and may
+        leave PC stale at a later stop. So PSCI calls and exception entries change PC
+        between runs; only ``ICC_*`` accesses and maintenance instructions are
+        retired inside the run, with ``uc_reg_write_batch`` (see the engine module).
         """
         self._after_run = action
         self._hook_stopped = True
@@ -624,7 +624,7 @@ class UnicornVcpu(ThreadedVcpu):
         elif work:
             engine.maintenance.post(work)
         self.maintenance_done += 1
-        self._resume_at(pc + 4)  # the engine applies its own share before it runs on
+        self.engine.apply_maintenance_and_continue_at(pc + 4)  # its own share, in this run
         return True
 
     def gic_read(self, reg: Sysreg) -> int:
